@@ -1,0 +1,82 @@
+#pragma once
+// Internal to gateway/*.cpp: the state shared by the listener and the sessions. Includes Asio;
+// never include it from a public header.
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "gateway/config.h"
+#include "gateway/metrics.h"
+#include "gateway/server.h"
+#include "providers/forwarder.h"
+#include "providers/http_client.h"
+#include "providers/target_health.h"
+
+namespace gw::gateway {
+
+// What a server can ask a live session to do during shutdown (always on the session's thread).
+class session_base {
+ public:
+  virtual ~session_base() = default;
+  virtual void drain() = 0;  // close now if idle; otherwise close after the current response
+  virtual void abort() = 0;  // cancel whatever is in flight and close
+};
+
+// One I/O thread: its io_context, its curl multi handle and its forwarder. Sessions accepted onto
+// a worker never leave it, so nothing of a request is shared across threads.
+struct worker {
+  explicit worker(int i)
+      : index(i),
+        work(boost::asio::make_work_guard(io)),
+        http(io),
+        forward(io, http),
+        rng(std::random_device{}()) {}
+  int index;
+  boost::asio::io_context io{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work;
+  providers::http_client http;
+  providers::forwarder forward;
+  std::mt19937_64 rng;
+  std::uint64_t counter = 0;
+  std::unordered_map<session_base*, std::weak_ptr<session_base>> sessions;  // this thread only
+  std::thread thread;
+
+  // "tg-" + 24 hex digits: 64 random bits per thread start + worker + counter; unique per process
+  // and, with overwhelming probability, across restarts.
+  std::string next_request_id();
+  std::uint64_t id_seed = 0;
+};
+
+struct app_state {
+  std::shared_ptr<const config> cfg_ptr;  // guarded by cfg_mu (swap on reload)
+  mutable std::mutex cfg_mu;
+  std::shared_ptr<const config> cfg() const {
+    std::lock_guard lock(cfg_mu);
+    return cfg_ptr;
+  }
+  server_hooks hooks;
+  providers::health_registry health;
+  std::unique_ptr<metrics> stats;
+  std::vector<std::unique_ptr<worker>> workers;
+  std::atomic<bool> draining{false};
+  std::shared_ptr<spdlog::logger> log;         // operational log (stderr)
+  std::shared_ptr<spdlog::logger> access_log;  // one JSON line per request (stdout)
+  std::function<bool(std::string*)> reload;    // for POST /admin/reload
+  std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;  // per listener (null = plain)
+};
+
+// Starts a session on an accepted socket (plain or TLS by listener).
+void start_session(app_state& app, worker& w, boost::asio::ip::tcp::socket socket,
+                   const std::shared_ptr<boost::asio::ssl::context>& tls);
+
+}  // namespace gw::gateway

@@ -1,0 +1,105 @@
+#pragma once
+// tollgate's configuration: parsed once from YAML into validated, immutable structs.
+// A reload builds a new `config` and swaps a shared_ptr<const config>; nothing here is mutated
+// after load. Every key is documented in docs/config.md.
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "providers/target.h"
+
+namespace gw::gateway {
+
+// Thrown only at start-up / reload (never on the request path). what() reads
+// "FILE:LINE: KEY: message" so the user can jump straight to the problem.
+class config_error : public std::runtime_error {
+ public:
+  config_error(std::string file, int line, std::string key, const std::string& message);
+  const std::string& file() const { return file_; }
+  int line() const { return line_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string file_;
+  int line_;
+  std::string key_;
+};
+
+struct listener_config {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0 = ephemeral (tests)
+  std::string tls_cert_file;  // both set -> HTTPS
+  std::string tls_key_file;
+  bool tls() const { return !tls_cert_file.empty(); }
+};
+
+struct limits_config {
+  std::size_t max_body_bytes = 10 * 1024 * 1024;
+  std::size_t max_header_bytes = 16 * 1024;
+  std::chrono::milliseconds read_timeout{30'000};   // reading one request (headers + body)
+  std::chrono::milliseconds idle_timeout{60'000};   // keep-alive connection with no request
+  std::chrono::milliseconds write_timeout{60'000};  // one write to a client that does not read
+  std::size_t max_connections = 10'000;
+  std::size_t max_stream_buffer_bytes = 1024 * 1024;  // per SSE client, before upstream is paused
+  std::size_t max_upstream_response_bytes = 64 * 1024 * 1024;  // non-streaming bodies
+};
+
+struct server_config {
+  std::vector<listener_config> listeners;  // at least one
+  int io_threads = 0;                      // 0 = hardware concurrency
+  std::chrono::milliseconds shutdown_grace{10'000};
+  std::string data_dir = "./data";
+  limits_config limits;
+  std::string log_level = "info";
+  bool access_log = true;
+};
+
+struct api_key_config {
+  std::string name;
+  std::string team;
+  std::array<unsigned char, 32> sha256{};  // we only keep the hash, also for plain keys
+  bool admin = false;
+};
+
+struct auth_config {
+  bool enabled = true;  // false = `auth: none` (development only; warned at start)
+  std::vector<api_key_config> keys;
+};
+
+// An alias maps to an ordered list of targets (first = preferred, rest = fallbacks).
+struct model_alias {
+  std::string name;  // "*" = any model name not otherwise listed
+  std::vector<std::string> targets;
+};
+
+struct config {
+  std::string source_file;  // path it was loaded from
+  server_config server;
+  auth_config auth;
+  std::map<std::string, providers::target_spec> targets;  // by name
+  std::vector<model_alias> models;                        // in file order
+
+  // nullptr when the model is not configured (and there is no "*" alias).
+  const model_alias* find_alias(std::string_view model) const;
+  const providers::target_spec* find_target(std::string_view name) const;
+};
+
+// Warnings that are not errors (disabled targets, auth off), to be logged once by the caller.
+struct load_result {
+  std::shared_ptr<const config> cfg;
+  std::vector<std::string> warnings;
+};
+
+// Reads, expands ${VAR} / ${VAR:-default}, validates. Throws config_error (or std::runtime_error
+// when the file cannot be read, naming the file).
+load_result load_config_file(const std::string& path);
+// Same, from text; `file_name` is used in error messages.
+load_result load_config_text(const std::string& text, const std::string& file_name);
+
+}  // namespace gw::gateway

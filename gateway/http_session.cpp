@@ -1,0 +1,721 @@
+// One client connection: reads requests with Beast, answers simple endpoints directly and hands
+// model requests to the thread's forwarder, relaying its answer (whole or as an SSE stream).
+// A session lives on one worker thread (shared_from_this keeps it alive across async steps).
+#include <sys/socket.h>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "gateway/api.h"
+#include "gateway/app.h"
+#include "gateway/auth.h"
+#include "policies/plan.h"
+
+namespace gw::gateway {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using clock_type = std::chrono::steady_clock;
+
+std::string worker::next_request_id() {
+  if (id_seed == 0) id_seed = rng() | 1;
+  char buf[40];
+  std::uint64_t c = ++counter;
+  std::snprintf(buf, sizeof buf, "tg-%016llx%02x%06llx", static_cast<unsigned long long>(id_seed),
+                static_cast<unsigned>(index & 0xff), static_cast<unsigned long long>(c & 0xffffff));
+  if ((c & 0xffffff) == 0) id_seed = rng() | 1;  // counter wrapped: new random prefix
+  return buf;
+}
+
+namespace {
+
+double seconds(clock_type::duration d) { return std::chrono::duration<double>(d).count(); }
+
+template <class Stream>
+tcp::socket& raw_socket(Stream& s) {
+  return beast::get_lowest_layer(s).socket();
+}
+
+// Per-request state, reset for every request on a keep-alive connection.
+struct request_state {
+  std::string id;
+  std::string client_request_id;
+  clock_type::time_point start;
+  std::chrono::system_clock::time_point wall_start;
+  std::string endpoint;
+  client_identity client;
+  std::string model, route, reason;
+  bool stream = false;
+  bool forwarding = false;
+  std::shared_ptr<const config> cfg;  // pins targets for the forwarder
+  std::shared_ptr<providers::forward_call> call;
+  // Non-streaming relay.
+  int relay_status = 0;
+  providers::header_list relay_headers;
+  std::string relay_body;
+  std::string target;
+  std::chrono::microseconds upstream_time{0};
+  std::optional<clock_type::time_point> first_byte;
+  bool done = false;
+};
+
+template <class Stream>
+class http_session final : public session_base,
+                           public providers::forward_sink,
+                           public std::enable_shared_from_this<http_session<Stream>> {
+ public:
+  http_session(app_state& app, worker& w, Stream&& stream, bool over_capacity)
+      : app_(app), w_(w), stream_(std::move(stream)), over_capacity_(over_capacity) {}
+
+  ~http_session() override {
+    w_.sessions.erase(this);
+    app_.stats->connection_closed();
+  }
+
+  void start() {
+    app_.stats->connection_opened();
+    w_.sessions.emplace(this, this->weak_from_this());
+    if constexpr (is_tls) {
+      auto cfg = app_.cfg();
+      beast::get_lowest_layer(stream_).expires_after(cfg->server.limits.read_timeout);
+      stream_.async_handshake(asio::ssl::stream_base::server,
+                              [self = this->shared_from_this()](beast::error_code ec) {
+                                if (ec) return self->close();
+                                self->do_read();
+                              });
+    } else {
+      do_read();
+    }
+  }
+
+  // ---- session_base ----
+  void drain() override {
+    draining_ = true;
+    if (!req_ && !writing_) close();
+  }
+  void abort() override {
+    draining_ = true;
+    if (req_ && req_->call) req_->call->cancel();
+    close();
+  }
+
+  // ---- forward_sink ----
+  void on_commit(const providers::commit_info& info) override {
+    if (!req_) return;
+    req_->target = info.target;
+    req_->upstream_time = info.upstream_time;
+    if (!info.stream) {
+      req_->relay_status = info.status;
+      req_->relay_headers = info.headers;
+      return;  // the body follows in on_body, written at on_complete
+    }
+    req_->first_byte = clock_type::now();
+    stream_res_.emplace(http::status::ok, 11);
+    auto& res = *stream_res_;
+    res.set(http::field::content_type, "text/event-stream; charset=utf-8");
+    res.set(http::field::cache_control, "no-cache");
+    res.set("x-accel-buffering", "no");
+    for (const auto& [k, v] : info.headers)
+      if (k != "content-type") res.set(k, v);
+    common_headers(res, overhead_ms(info.upstream_time));
+    res.keep_alive(keep_alive_ && !draining_);
+    res.chunked(true);
+    stream_sr_.emplace(res);
+    writing_ = true;
+    beast::get_lowest_layer(stream_).expires_after(limits().write_timeout);
+    http::async_write_header(stream_, *stream_sr_,
+                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                               self->on_stream_write(ec);
+                             });
+  }
+
+  bool on_body(std::string_view bytes) override {
+    if (!req_) return true;
+    if (!stream_res_) {
+      req_->relay_body.append(bytes);
+      return true;
+    }
+    pending_.append(bytes);
+    if (!writing_) flush_stream();
+    return pending_.size() < limits().max_stream_buffer_bytes;
+  }
+
+  void on_complete(providers::forward_outcome&& out) override {
+    if (!req_) return;
+    outcome_ = std::move(out);
+    req_->call.reset();
+    if (stream_res_) {
+      finish_stream_ = true;
+      if (!writing_ && !stream_failed_) flush_stream();
+      return;
+    }
+    stop_watch();
+    if (outcome_->client_gone) {
+      finish_request(499, "client_closed_request");
+      return close();
+    }
+    if (outcome_->error) {
+      auto err = from_forward_error(*outcome_->error);
+      return send_error(err);
+    }
+    // Relay the upstream's body byte for byte.
+    http::response<http::string_body> res{static_cast<http::status>(req_->relay_status), 11};
+    bool has_ct = false;
+    for (const auto& [k, v] : req_->relay_headers) {
+      res.set(k, v);
+      if (k == "content-type") has_ct = true;
+    }
+    if (!has_ct) res.set(http::field::content_type, "application/json");
+    res.body() = std::move(req_->relay_body);
+    write_response(std::move(res), std::string());
+  }
+
+ private:
+  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  const limits_config& limits() const { return limits_; }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    raw_socket(stream_).shutdown(tcp::socket::shutdown_both, ec);
+    raw_socket(stream_).close(ec);
+  }
+
+  // ---- reading ----
+  void do_read() {
+    if (closed_) return;
+    if (draining_ || app_.draining.load(std::memory_order_relaxed)) return close();
+    auto cfg = app_.cfg();
+    limits_ = cfg->server.limits;
+    parser_.emplace();
+    parser_->body_limit(limits_.max_body_bytes);
+    parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+    beast::get_lowest_layer(stream_).expires_after(requests_served_ ? limits_.idle_timeout
+                                                                    : limits_.read_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_header(ec);
+                            });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec) return on_read_error(ec);
+    // The client is talking: from here the whole request must arrive within read_timeout.
+    beast::get_lowest_layer(stream_).expires_after(limits_.read_timeout);
+    if (parser_->content_length() && *parser_->content_length() > limits_.max_body_bytes)
+      return on_read_error(http::error::body_limit);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](beast::error_code ec2, std::size_t) {
+                       if (ec2) return self->on_read_error(ec2);
+                       self->on_request();
+                     });
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+        ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
+      return close();
+    // A malformed or oversized request: answer it, then close (the stream is out of sync).
+    begin_request_state();
+    keep_alive_ = false;
+    req_->endpoint = "invalid";
+    if (ec == http::error::body_limit)
+      return send_error(api_error::too_large("Request body exceeds the limit of " +
+                                             std::to_string(limits_.max_body_bytes) + " bytes."));
+    if (ec == http::error::header_limit) {
+      api_error e{431, "invalid_request_error", "Request headers are too large.", std::nullopt,
+                  "headers_too_large"};
+      return send_error(e);
+    }
+    return send_error(api_error::invalid_request("Malformed HTTP request: " + ec.message()));
+  }
+
+  void begin_request_state() {
+    req_.emplace();
+    req_->id = w_.next_request_id();
+    req_->start = clock_type::now();
+    req_->wall_start = std::chrono::system_clock::now();
+    app_.stats->request_started();
+    outcome_.reset();
+  }
+
+  void on_request() {
+    auto& msg = parser_->get();
+    begin_request_state();
+    beast::get_lowest_layer(stream_).expires_never();  // upstream waits have their own timeouts
+    keep_alive_ = msg.keep_alive();
+    if (auto it = msg.find("x-request-id"); it != msg.end())
+      req_->client_request_id = std::string(it->value().substr(0, 128));
+    std::string_view target = msg.target();
+    std::string_view path = target.substr(0, target.find('?'));
+    req_->endpoint = std::string(path);
+    const auto method = msg.method();
+    if (over_capacity_) {
+      keep_alive_ = false;
+      return send_error(api_error::unavailable("Too many connections.", 1, "too_many_connections"));
+    }
+
+    if (path == "/healthz") {
+      if (method != http::verb::get && method != http::verb::head)
+        return send_error(api_error::method_not_allowed("Use GET /healthz."));
+      return send_json(200, R"({"status":"ok"})");
+    }
+    if (path == "/readyz") return send_readyz();
+    if (path == "/metrics") return send_metrics();
+
+    auto cfg = app_.cfg();
+    req_->cfg = cfg;
+    auto who = authenticate(cfg->auth, msg[http::field::authorization]);
+    if (auto* err = std::get_if<api_error>(&who)) {
+      // Unknown paths still get 404 first only for authenticated clients: no probing.
+      return send_error(*err);
+    }
+    req_->client = std::get<client_identity>(who);
+
+    if (path == "/v1/models") {
+      if (method != http::verb::get) return send_error(api_error::method_not_allowed("Use GET /v1/models."));
+      return send_json(200, models_body(*cfg));
+    }
+    if (path == "/admin/reload") {
+      if (!req_->client.admin) return send_error(api_error::forbidden("This endpoint needs an admin key."));
+      if (method != http::verb::post) return send_error(api_error::method_not_allowed("Use POST /admin/reload."));
+      std::string error;
+      bool ok = app_.reload && app_.reload(&error);
+      if (!ok) {
+        api_error e = api_error::invalid_request("Reload failed; the running config is kept: " + error);
+        e.code = "config_invalid";
+        return send_error(e);
+      }
+      return send_json(200, R"({"status":"reloaded"})");
+    }
+    std::optional<model_endpoint> ep;
+    if (path == "/v1/chat/completions") ep = model_endpoint::chat_completions;
+    else if (path == "/v1/completions") ep = model_endpoint::completions;
+    else if (path == "/v1/embeddings") ep = model_endpoint::embeddings;
+    if (!ep) {
+      return send_error(api_error::not_found("Unknown request URL: " + std::string(msg.method_string()) +
+                                                 " " + std::string(path) + ".",
+                                             "unknown_url"));
+    }
+    if (method != http::verb::post)
+      return send_error(api_error::method_not_allowed("Use POST " + std::string(path) + "."));
+    auto parsed = parse_model_request(*ep, msg.body());
+    if (auto* err = std::get_if<api_error>(&parsed)) return send_error(*err);
+    forward(*ep, std::move(std::get<model_request>(parsed)), *cfg);
+  }
+
+  void forward(model_endpoint ep, model_request mr, const config& cfg) {
+    req_->model = mr.model;
+    req_->stream = mr.stream;
+    const model_alias* alias = cfg.find_alias(mr.model);
+    if (!alias) {
+      return send_error(api_error::not_found("The model `" + mr.model + "` does not exist or you do not have access to it.",
+                                             "model_not_found"));
+    }
+    auto now = providers::target_health::clock::now();
+    policies::route_context ctx;
+    ctx.requested_model = mr.model;
+    ctx.alias = alias->name;
+    std::vector<std::shared_ptr<providers::target_health>> healths;
+    for (const auto& name : alias->targets) {
+      const auto* spec = cfg.find_target(name);
+      if (!spec) continue;
+      auto h = app_.health.get(name);
+      policies::target_view v;
+      v.name = name;
+      v.enabled = spec->enabled;
+      v.disabled_reason = spec->disabled_reason;
+      v.breaker_open = h->breaker_open(now);
+      v.at_capacity = spec->max_concurrency > 0 && h->in_flight() >= spec->max_concurrency;
+      ctx.targets.push_back(std::move(v));
+    }
+    auto plan = policies::choose(ctx);
+    req_->route = plan.route;
+    req_->reason = plan.reason;
+    if (plan.targets.empty()) {
+      std::string why = "No target can serve model `" + mr.model + "`: " + plan.reason;
+      return send_error(api_error::unavailable(why, 1, "no_target_available"));
+    }
+    std::vector<providers::route_step> steps;
+    steps.reserve(plan.targets.size());
+    for (const auto& name : plan.targets) steps.push_back({cfg.find_target(name), app_.health.get(name)});
+
+    providers::forward_request fr;
+    fr.endpoint = std::string(upstream_path(ep));
+    fr.body = std::move(mr.body);
+    fr.stream = mr.stream;
+    fr.client_wants_usage = mr.client_wants_usage;
+    fr.estimated_prompt_tokens = mr.estimated_prompt_tokens;
+    fr.max_response_bytes = limits_.max_upstream_response_bytes;
+    fr.headers.emplace_back("X-Tollgate-Request-Id", req_->id);
+    fr.headers.emplace_back("X-Request-Id", req_->client_request_id.empty() ? req_->id
+                                                                             : req_->client_request_id);
+    req_->forwarding = true;
+    req_->call = w_.forward.start(std::move(fr), std::move(steps), this->shared_from_this());
+    start_watch();
+  }
+
+  // ---- client-disconnect watch while the upstream works ----
+  void start_watch() {
+    if (watching_ || closed_) return;
+    watching_ = true;
+    std::uint64_t gen = ++watch_gen_;
+    raw_socket(stream_).async_wait(tcp::socket::wait_read,
+                                   [self = this->shared_from_this(), gen](beast::error_code ec) {
+                                     self->on_watch(ec, gen);
+                                   });
+  }
+  void stop_watch() {
+    if (!watching_) return;
+    watching_ = false;
+    ++watch_gen_;
+    beast::error_code ec;
+    raw_socket(stream_).cancel(ec);
+  }
+  void on_watch(beast::error_code ec, std::uint64_t gen) {
+    if (gen != watch_gen_ || !watching_) return;
+    watching_ = false;
+    if (!req_ || !req_->call) return;
+    bool gone = bool(ec);
+    if (!gone) {
+      char c;
+      ssize_t n = ::recv(raw_socket(stream_).native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n == 0) gone = true;                                  // orderly close
+      else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) gone = true;
+      else if (n < 0) return start_watch();                     // spurious wake-up
+      // n > 0: the client pipelined its next request; it is still there.
+    }
+    if (gone) {
+      keep_alive_ = false;
+      auto call = req_->call;
+      call->cancel();  // completes synchronously through on_complete
+    }
+  }
+
+  // ---- streaming writes ----
+  void flush_stream() {
+    if (closed_) return;
+    if (!pending_.empty()) {
+      writing_buf_.swap(pending_);
+      pending_.clear();
+      writing_ = true;
+      beast::get_lowest_layer(stream_).expires_after(limits().write_timeout);
+      asio::async_write(stream_, http::make_chunk(asio::buffer(writing_buf_)),
+                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                          self->on_stream_write(ec);
+                        });
+      return;
+    }
+    if (finish_stream_ && !last_chunk_sent_) {
+      last_chunk_sent_ = true;
+      writing_ = true;
+      beast::get_lowest_layer(stream_).expires_after(limits().write_timeout);
+      asio::async_write(stream_, http::make_chunk_last(),
+                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                          self->on_stream_write(ec);
+                        });
+      return;
+    }
+    writing_ = false;
+  }
+
+  void on_stream_write(beast::error_code ec) {
+    writing_ = false;
+    if (ec) {
+      // The client is gone (or too slow past write_timeout): stop the upstream.
+      stream_failed_ = true;
+      keep_alive_ = false;
+      if (req_ && req_->call) {
+        auto call = req_->call;
+        call->cancel();
+      }
+      if (req_ && !req_->done) finish_request(499, "client_closed_request");
+      return close();
+    }
+    bool was_full = pending_.size() >= limits().max_stream_buffer_bytes;
+    writing_buf_.clear();
+    if (!pending_.empty() || (finish_stream_ && !last_chunk_sent_)) {
+      flush_stream();
+    } else if (last_chunk_sent_) {
+      stop_watch();
+      stream_sr_.reset();
+      stream_res_.reset();
+      finish_request(200, "");
+      return after_response();
+    }
+    if (req_ && req_->call && (was_full || pending_.size() < limits().max_stream_buffer_bytes / 2))
+      req_->call->resume();
+  }
+
+  // ---- plain responses ----
+  template <class Res>
+  void common_headers(Res& res, double overhead_ms_value) {
+    res.set(http::field::server, "tollgate");
+    res.set("x-request-id", req_->id);
+    if (!req_->client_request_id.empty()) res.set("x-client-request-id", req_->client_request_id);
+    if (!req_->target.empty()) res.set("x-tollgate-target", req_->target);
+    if (!req_->route.empty()) res.set("x-tollgate-route", req_->route);
+    if (overhead_ms_value >= 0) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.3f", overhead_ms_value);
+      res.set("x-tollgate-overhead-ms", buf);
+    }
+  }
+
+  double overhead_ms(std::chrono::microseconds upstream) const {
+    auto total = std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - req_->start);
+    return std::max<double>(0.0, static_cast<double>((total - upstream).count()) / 1000.0);
+  }
+
+  void send_json(int status, std::string body) {
+    http::response<http::string_body> res{static_cast<http::status>(status), 11};
+    res.set(http::field::content_type, "application/json");
+    res.body() = std::move(body);
+    write_response(std::move(res), "");
+  }
+
+  void send_error(const api_error& e) {
+    http::response<http::string_body> res{static_cast<http::status>(e.status), 11};
+    res.set(http::field::content_type, "application/json");
+    if (e.retry_after_s >= 0) res.set(http::field::retry_after, std::to_string(e.retry_after_s));
+    if (e.status == 401) res.set(http::field::www_authenticate, "Bearer");
+    res.body() = to_body(e);
+    write_response(std::move(res), e.code.value_or(e.type));
+  }
+
+  void send_readyz() {
+    auto cfg = app_.cfg();
+    auto now = providers::target_health::clock::now();
+    nlohmann::ordered_json j;
+    bool any_up = false;
+    auto& targets = j["targets"] = nlohmann::ordered_json::object();
+    for (const auto& [name, spec] : cfg->targets) {
+      auto h = app_.health.get(name);
+      nlohmann::ordered_json t;
+      bool open = h->breaker_open(now);
+      t["enabled"] = spec.enabled;
+      if (!spec.enabled) t["disabled_reason"] = spec.disabled_reason;
+      t["circuit"] = open ? "open" : "closed";
+      if (open) t["cooldown_left_ms"] = h->cooldown_left_ms(now);
+      t["in_flight"] = h->in_flight();
+      t["consecutive_failures"] = h->consecutive_failures();
+      t["ready"] = spec.enabled && !open;
+      any_up = any_up || (spec.enabled && !open);
+      targets[name] = std::move(t);
+    }
+    bool draining = app_.draining.load();
+    bool ready = any_up && !draining;
+    nlohmann::ordered_json out;
+    out["status"] = ready ? "ready" : (draining ? "draining" : "no_target_available");
+    out["targets"] = std::move(targets);
+    send_json(ready ? 200 : 503, out.dump());
+  }
+
+  void send_metrics() {
+    auto cfg = app_.cfg();
+    auto now = providers::target_health::clock::now();
+    std::vector<metrics::target_gauge> gauges;
+    for (const auto& [name, spec] : cfg->targets) {
+      auto h = app_.health.get(name);
+      gauges.push_back({name, spec.enabled, h->breaker_open(now), h->in_flight(), h->trips()});
+    }
+    http::response<http::string_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.body() = app_.stats->render(gauges);
+    write_response(std::move(res), "");
+  }
+
+  void write_response(http::response<http::string_body>&& res, std::string error_code) {
+    common_headers(res, req_->forwarding ? overhead_ms(outcome_ ? outcome_->upstream_time
+                                                               : req_->upstream_time)
+                                         : -1.0);
+    res.keep_alive(keep_alive_ && !draining_ && !app_.draining.load(std::memory_order_relaxed));
+    res.prepare_payload();
+    int status = res.result_int();
+    response_.emplace(std::move(res));
+    writing_ = true;
+    beast::get_lowest_layer(stream_).expires_after(limits_.write_timeout);
+    error_code_ = std::move(error_code);
+    http::async_write(stream_, *response_,
+                      [self = this->shared_from_this(), status](beast::error_code ec, std::size_t) {
+                        self->writing_ = false;
+                        self->response_.reset();
+                        self->finish_request(ec ? 499 : status, self->error_code_);
+                        if (ec) return self->close();
+                        self->after_response();
+                      });
+  }
+
+  void after_response() {
+    ++requests_served_;
+    bool keep = keep_alive_ && !draining_ && !app_.draining.load(std::memory_order_relaxed);
+    req_.reset();
+    pending_.clear();
+    finish_stream_ = last_chunk_sent_ = false;
+    if (!keep) {
+      beast::error_code ec;
+      if constexpr (is_tls) {
+        beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+        stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) { self->close(); });
+        return;
+      } else {
+        raw_socket(stream_).shutdown(tcp::socket::shutdown_send, ec);
+      }
+      return close();
+    }
+    do_read();
+  }
+
+  // ---- the end of a request: metrics, access log, record ----
+  void finish_request(int status, const std::string& error_code) {
+    if (!req_ || req_->done) return;
+    req_->done = true;
+    app_.stats->request_finished();
+    auto end = clock_type::now();
+    ledger::request_record r;
+    r.request_id = req_->id;
+    r.client_request_id = req_->client_request_id;
+    r.key_name = req_->client.key_name;
+    r.team = req_->client.team;
+    r.endpoint = req_->endpoint;
+    r.model = req_->model;
+    r.route = req_->route;
+    r.reason = req_->reason;
+    r.stream = req_->stream;
+    r.status = status;
+    r.error_code = error_code;
+    r.started = req_->wall_start;
+    r.latency = std::chrono::duration_cast<std::chrono::microseconds>(end - req_->start);
+    if (req_->first_byte)
+      r.ttft = std::chrono::duration_cast<std::chrono::microseconds>(*req_->first_byte - req_->start);
+    if (outcome_) {
+      const auto& o = *outcome_;
+      r.target = o.target;
+      r.upstream_model = o.upstream_model;
+      r.prompt_tokens = o.tokens.prompt_tokens;
+      r.completion_tokens = o.tokens.completion_tokens;
+      r.cached_prompt_tokens = o.tokens.cached_prompt_tokens;
+      r.usage_estimated = o.tokens.estimated;
+      r.client_disconnected = o.client_gone;
+      r.attempts = static_cast<int>(o.attempts.size());
+      r.retries = o.retries;
+      r.fallbacks = o.fallbacks;
+      r.upstream_time = o.upstream_time;
+      if (o.client_gone) r.status = 499;
+      for (const auto& a : o.attempts)
+        if (!a.failure.empty() && !a.failure.starts_with("skipped"))
+          app_.stats->record_upstream_error(w_.index, a.target, a.failure);
+      if (o.stream_truncated && r.error_code.empty()) r.error_code = "upstream_stream_error";
+    }
+    request_sample s;
+    s.endpoint = known_endpoint(r.endpoint);
+    s.route = r.route;
+    s.target = r.target;
+    s.status = r.status;
+    s.latency_s = seconds(end - req_->start);
+    if (req_->first_byte) s.ttft_s = seconds(*req_->first_byte - req_->start);
+    if (req_->forwarding) s.overhead_s = std::max(0.0, s.latency_s - std::chrono::duration<double>(r.upstream_time).count());
+    s.prompt_tokens = r.prompt_tokens;
+    s.completion_tokens = r.completion_tokens;
+    s.cached_prompt_tokens = r.cached_prompt_tokens;
+    s.tokens_estimated = r.usage_estimated;
+    s.retries = r.retries;
+    s.fallbacks = r.fallbacks;
+    app_.stats->record_request(w_.index, s);
+    if (app_.access_log) log_access(r);
+    if (app_.hooks.on_record) app_.hooks.on_record(r);
+  }
+
+  // Metric labels only for known endpoints: arbitrary paths must not explode cardinality.
+  static std::string_view known_endpoint(std::string_view p) {
+    for (std::string_view k : {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models",
+                               "/healthz", "/readyz", "/metrics", "/admin/reload"})
+      if (p == k) return k;
+    return "other";
+  }
+
+  void log_access(const ledger::request_record& r) {
+    nlohmann::ordered_json j;
+    j["ts"] = std::chrono::duration_cast<std::chrono::milliseconds>(r.started.time_since_epoch()).count();
+    j["id"] = r.request_id;
+    if (!r.client_request_id.empty()) j["client_request_id"] = r.client_request_id;
+    j["key"] = r.key_name;
+    if (!r.team.empty()) j["team"] = r.team;
+    j["endpoint"] = r.endpoint;
+    if (!r.model.empty()) j["model"] = r.model;
+    if (!r.route.empty()) j["route"] = r.route;
+    if (!r.target.empty()) j["target"] = r.target;
+    j["status"] = r.status;
+    j["latency_ms"] = static_cast<double>(r.latency.count()) / 1000.0;
+    if (r.ttft.count() >= 0) j["ttft_ms"] = static_cast<double>(r.ttft.count()) / 1000.0;
+    if (!r.target.empty()) {
+      j["prompt_tokens"] = r.prompt_tokens;
+      j["completion_tokens"] = r.completion_tokens;
+      j["cached_prompt_tokens"] = r.cached_prompt_tokens;
+      if (r.usage_estimated) j["usage_estimated"] = true;
+      j["attempts"] = r.attempts;
+      if (r.retries) j["retries"] = r.retries;
+      if (r.fallbacks) j["fallbacks"] = r.fallbacks;
+    }
+    if (r.stream) j["stream"] = true;
+    if (!r.error_code.empty()) j["error"] = r.error_code;
+    if (!r.reason.empty()) j["reason"] = r.reason;
+    app_.access_log->info(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+
+  app_state& app_;
+  worker& w_;
+  Stream stream_;
+  bool over_capacity_;
+  beast::flat_buffer buffer_;
+  limits_config limits_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::response<http::string_body>> response_;
+  std::optional<http::response<http::empty_body>> stream_res_;
+  std::optional<http::response_serializer<http::empty_body>> stream_sr_;
+  std::optional<request_state> req_;
+  std::optional<providers::forward_outcome> outcome_;
+  std::string pending_, writing_buf_;
+  std::string error_code_;
+  bool writing_ = false;
+  bool finish_stream_ = false;
+  bool stream_failed_ = false;
+  bool last_chunk_sent_ = false;
+  bool keep_alive_ = true;
+  bool draining_ = false;
+  bool closed_ = false;
+  bool watching_ = false;
+  std::uint64_t watch_gen_ = 0;
+  std::uint64_t requests_served_ = 0;
+};
+
+}  // namespace
+
+void start_session(app_state& app, worker& w, tcp::socket socket,
+                   const std::shared_ptr<asio::ssl::context>& tls) {
+  beast::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  bool over = app.stats->active_connections() >= static_cast<std::int64_t>(app.cfg()->server.limits.max_connections);
+  if (tls) {
+    using ssl_stream = asio::ssl::stream<beast::tcp_stream>;
+    auto s = std::make_shared<http_session<ssl_stream>>(app, w, ssl_stream(beast::tcp_stream(std::move(socket)), *tls), over);
+    s->start();
+  } else {
+    auto s = std::make_shared<http_session<beast::tcp_stream>>(app, w, beast::tcp_stream(std::move(socket)), over);
+    s->start();
+  }
+}
+
+}  // namespace gw::gateway

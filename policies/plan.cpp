@@ -1,0 +1,34 @@
+#include "policies/plan.h"
+
+namespace gw::policies {
+
+plan choose(const route_context& ctx) {
+  plan p;
+  p.route = ctx.alias;
+  std::vector<std::string> unhealthy;
+  std::string skipped;
+  for (const auto& t : ctx.targets) {
+    if (!t.enabled) {
+      skipped += (skipped.empty() ? "" : ", ") + t.name + " disabled";
+      continue;  // a disabled target can never serve: leave it out of the plan
+    }
+    if (t.breaker_open || t.at_capacity) {
+      // Kept as a last resort: its breaker may close, or a slot free up, by the time we get there.
+      unhealthy.push_back(t.name);
+      skipped += (skipped.empty() ? "" : ", ") + t.name + (t.breaker_open ? " circuit open" : " at capacity");
+      continue;
+    }
+    p.targets.push_back(t.name);
+  }
+  p.targets.insert(p.targets.end(), unhealthy.begin(), unhealthy.end());
+  if (p.targets.empty()) {
+    p.reason = "alias " + ctx.alias + ": no usable target (" + skipped + ")";
+    return p;
+  }
+  p.reason = "alias " + ctx.alias + " -> " + p.targets.front();
+  if (p.targets.size() > 1) p.reason += " (+" + std::to_string(p.targets.size() - 1) + " fallback)";
+  if (!skipped.empty()) p.reason += "; skipped " + skipped;
+  return p;
+}
+
+}  // namespace gw::policies
