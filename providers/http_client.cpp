@@ -195,8 +195,11 @@ struct http_client::impl {
   static size_t on_header_line(char* data, size_t size, size_t n, void* userp) {
     auto* t = static_cast<transfer*>(userp);
     std::string_view line(data, size * n);
-    t->got_first_byte = true;
     t->last_activity = clock_type::now();
+    if (!t->got_first_byte) {
+      t->got_first_byte = true;
+      t->owner->arm_watchdog(*t);  // from now on the idle limit applies
+    }
     if (line.starts_with("HTTP/")) {
       t->response_headers.clear();  // a new response (e.g. after 100 Continue)
       return size * n;
@@ -224,9 +227,13 @@ struct http_client::impl {
 
   static size_t on_body(char* data, size_t size, size_t n, void* userp) {
     auto* t = static_cast<transfer*>(userp);
-    t->got_first_byte = true;
     t->last_activity = clock_type::now();
     if (t->cancelled) return CURL_WRITEFUNC_ERROR_COMPAT;
+    if (!t->got_first_byte) {
+      t->got_first_byte = true;
+      t->last_activity = clock_type::now();
+      t->owner->arm_watchdog(*t);
+    }
     // The handler may cancel this transfer from inside a callback; keep it alive meanwhile.
     auto handler = t->handler;
     if (!t->head_sent) {

@@ -1,0 +1,1063 @@
+// Parses tollgate's YAML configuration into the validated structs of config.h.
+//
+// Contract (see docs/config.md for every key):
+//  - every problem throws config_error with the file, the 1-based line and the dotted key path;
+//  - unknown keys and duplicate keys are errors, with a "did you mean" for near misses;
+//  - ${NAME} / ${NAME:-default} are expanded per scalar after parsing, so lines stay exact;
+//  - an API key whose environment variable is unset disables its target with a warning instead of
+//    failing the load; no message ever contains an API key or client key.
+#include "gateway/config.h"
+
+#include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <string_view>
+#include <utility>
+
+namespace gw::gateway {
+
+namespace {
+
+std::string format_what(const std::string& file, int line, const std::string& key,
+                        const std::string& message) {
+  std::string s = file + ":" + std::to_string(line) + ": ";
+  if (!key.empty()) s += key + ": ";
+  return s + message;
+}
+
+}  // namespace
+
+config_error::config_error(std::string file, int line, std::string key, const std::string& message)
+    : std::runtime_error(format_what(file, line, key, message)),
+      file_(std::move(file)),
+      line_(line),
+      key_(std::move(key)) {}
+
+namespace {
+
+using key_list = std::vector<std::string_view>;
+
+// Durations are capped so that adding one to a steady_clock time point can never overflow.
+constexpr std::int64_t max_duration_ms = 7LL * 24 * 3600 * 1000;  // one week
+constexpr std::int64_t max_size_bytes = std::int64_t{1} << 40;   // 1 TiB
+constexpr std::int64_t unbounded = std::numeric_limits<std::int64_t>::max();
+constexpr std::int64_t max_price_usd_per_mtok = 1'000'000;
+constexpr std::size_t min_client_key_chars = 8;
+
+const key_list top_keys = {"server", "auth", "providers", "targets", "models"};
+const key_list server_keys = {"listen",   "io_threads", "shutdown_grace_ms", "data_dir",
+                              "log_level", "access_log", "limits"};
+const key_list limits_keys = {"max_body_bytes",          "max_header_bytes",
+                              "read_timeout_ms",         "idle_timeout_ms",
+                              "write_timeout_ms",        "max_connections",
+                              "max_stream_buffer_bytes", "max_upstream_response_bytes"};
+const key_list listener_keys = {"address", "port", "tls"};
+const key_list tls_keys = {"cert_file", "key_file"};
+const key_list auth_keys = {"keys"};
+const key_list client_key_keys = {"name", "team", "key", "key_sha256", "admin"};
+const key_list provider_keys = {"base_url", "api_key",         "api_key_env",    "headers",
+                                "timeouts", "retry",           "circuit_breaker", "max_concurrency"};
+const key_list target_keys = {"provider", "model",    "prices",          "base_url",
+                              "api_key",  "api_key_env", "headers",      "timeouts",
+                              "retry",    "circuit_breaker", "max_concurrency"};
+const key_list timeout_keys = {"connect_ms", "first_byte_ms", "total_ms", "stream_idle_ms"};
+const key_list retry_keys = {"max_attempts", "base_delay_ms", "max_delay_ms"};
+const key_list breaker_keys = {"failure_threshold", "cooldown_ms"};
+const key_list price_keys = {"input_per_mtok", "output_per_mtok", "cached_input_per_mtok"};
+const key_list log_levels = {"trace", "debug", "info", "warn", "error", "off"};
+// Headers tollgate itself owns on the upstream request.
+const key_list reserved_headers = {"host", "content-length", "transfer-encoding", "connection"};
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Case-insensitive Levenshtein distance.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t cost = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                                       std::tolower(static_cast<unsigned char>(b[j - 1]))
+                                   ? 0
+                                   : 1;
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// " (did you mean 'x'?)" for the closest candidate within edit distance 2 (or, failing that, the
+// first candidate the word is a prefix of), otherwise "".
+std::string did_you_mean(std::string_view word, const key_list& candidates) {
+  std::string_view best;
+  std::size_t best_distance = 3;
+  for (std::string_view c : candidates) {
+    const std::size_t d = edit_distance(word, c);
+    if (d < best_distance && d < word.size()) {  // "x" is not a typo of "t"
+      best = c;
+      best_distance = d;
+    }
+  }
+  if (best.empty() && word.size() >= 4) {  // a truncated key, e.g. "connect" for "connect_ms"
+    for (std::string_view c : candidates) {
+      if (c.size() > word.size() && iequals(c.substr(0, word.size()), word)) {
+        best = c;
+        break;
+      }
+    }
+  }
+  if (best.empty()) return {};
+  return " (did you mean '" + std::string(best) + "'?)";
+}
+
+std::string join_list(const key_list& items) {
+  std::string s;
+  for (std::string_view i : items) {
+    if (!s.empty()) s += ", ";
+    s += i;
+  }
+  return s;
+}
+
+std::string kind_of(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a single value";
+    default:
+      return "nothing";
+  }
+}
+
+// 1-based line of `n`, or `fallback` when yaml-cpp has no position for it.
+int line_of(const YAML::Node& n, int fallback) {
+  const YAML::Mark m = n.Mark();
+  return m.line >= 0 ? m.line + 1 : fallback;
+}
+
+std::string join_path(const std::string& path, const std::string& name) {
+  return path.empty() ? name : path + "." + name;
+}
+
+bool has_control_or_space(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f;
+  });
+}
+
+bool is_identifier(std::string_view s) {  // target and provider names
+  if (s.empty() || !std::isalnum(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+bool is_env_name(std::string_view s) {
+  if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+bool is_header_token(std::string_view s) {
+  static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || extra.find(c) != std::string_view::npos;
+  });
+}
+
+std::array<unsigned char, 32> sha256(std::string_view s) {
+  std::array<unsigned char, 32> out{};
+  unsigned int len = 0;
+  if (EVP_Digest(s.data(), s.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
+      len != out.size()) {
+    throw std::runtime_error("SHA-256 is not available from OpenSSL");
+  }
+  return out;
+}
+
+// One key/value pair of a YAML map (or one item of a list, named "[i]").
+struct entry {
+  std::string name;  // key as written
+  std::string path;  // dotted path from the document root, e.g. "targets.x.timeouts.connect_ms"
+  int key_line = 1;  // 1-based
+  YAML::Node value;
+
+  // Errors about the value point at the value when it is a scalar, otherwise at the key (a block
+  // map's own position is its first child's line, which would mislead).
+  int line() const { return value.IsScalar() ? line_of(value, key_line) : key_line; }
+};
+
+const entry* find_entry(const std::vector<entry>& entries, std::string_view name) {
+  for (const entry& e : entries) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+// Result of ${...} expansion of one scalar.
+struct expansion {
+  std::string value;
+  std::vector<std::string> vars;  // every variable referenced, in order
+  std::string first_unset;        // first variable without a default that is not set
+  std::string first_empty;        // first variable without a default that is set to ""
+};
+
+// How a target gets its upstream API key; the most specific map (target over provider) wins.
+struct key_setting {
+  bool from_env_name = false;  // api_key_env: NAME   (otherwise api_key: <text>)
+  std::string text;            // the variable name, or the unexpanded api_key scalar
+  int line = 1;
+  std::string path;
+};
+
+struct provider_def {
+  std::string name;
+  int key_line = 1;
+  std::vector<entry> entries;
+};
+
+class parser {
+ public:
+  explicit parser(std::string file) : file_(std::move(file)) {}
+
+  load_result parse(const std::string& text) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text);
+    } catch (const YAML::Exception& e) {  // ParserException and the rare others carry a mark
+      // yaml-cpp reports errors found at the end of input one line past the last line.
+      const int lines = static_cast<int>(std::count(text.begin(), text.end(), '\n')) +
+                        (text.empty() || text.back() == '\n' ? 0 : 1);
+      const int line = std::clamp(e.mark.line + 1, 1, std::max(lines, 1));
+      fail(line, "",
+           "YAML syntax error: " + e.msg +
+               (e.mark.column >= 0 ? " (column " + std::to_string(e.mark.column + 1) + ")" : ""));
+    }
+    if (root.IsNull()) {
+      fail(1, "", "the configuration is empty; it needs at least 'auth', 'targets' and 'models'");
+    }
+    auto cfg = std::make_shared<config>();
+    cfg->source_file = file_;
+    const std::vector<entry> top = map_entries(root, "", 1, &top_keys);
+
+    if (const entry* e = find_entry(top, "server")) {
+      parse_server(*e, cfg->server);
+    }
+    if (cfg->server.listeners.empty()) cfg->server.listeners.emplace_back();
+
+    const entry* auth = find_entry(top, "auth");
+    if (!auth) {
+      fail(1, "auth",
+           "missing required key (list client keys under auth.keys, or write `auth: none` to run "
+           "without client authentication)");
+    }
+    parse_auth(*auth, cfg->auth);
+
+    if (const entry* e = find_entry(top, "providers")) parse_providers(*e);
+
+    const entry* targets = find_entry(top, "targets");
+    if (!targets) fail(1, "targets", "missing required key (at least one upstream target)");
+    parse_targets(*targets, cfg->targets);
+
+    const entry* models = find_entry(top, "models");
+    if (!models) fail(1, "models", "missing required key (maps model names to targets)");
+    parse_models(*models, *cfg);
+
+    return load_result{std::move(cfg), std::move(warnings_)};
+  }
+
+ private:
+  [[noreturn]] void fail(int line, const std::string& key, const std::string& message) const {
+    throw config_error(file_, line, key, message);
+  }
+
+  std::string where(int line, const std::string& key) const {
+    return file_ + ":" + std::to_string(line) + ": " + key;
+  }
+
+  // ---- generic node access ----------------------------------------------------------------
+
+  // Entries of a map, in file order. `known` == nullptr: any key allowed (names chosen by the
+  // user, e.g. target names); otherwise unknown keys are errors.
+  std::vector<entry> map_entries(const YAML::Node& n, const std::string& path, int line,
+                                 const key_list* known) const {
+    if (!n.IsMap()) fail(line, path, "expected a map, got " + kind_of(n));
+    std::vector<entry> out;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const YAML::Node& k = it->first;
+      const int kl = line_of(k, line);
+      if (!k.IsScalar()) fail(kl, path, "map keys must be plain strings, got " + kind_of(k));
+      const std::string& name = k.Scalar();
+      const std::string p = join_path(path, name);
+      if (const entry* prev = find_entry(out, name)) {
+        fail(kl, p, "duplicate key (first set on line " + std::to_string(prev->key_line) + ")");
+      }
+      if (known && std::find(known->begin(), known->end(), name) == known->end()) {
+        fail(kl, p, "unknown key '" + name + "'" + did_you_mean(name, *known));
+      }
+      out.push_back(entry{name, p, kl, it->second});
+    }
+    return out;
+  }
+
+  std::vector<entry> map_entries(const entry& e, const key_list* known) const {
+    return map_entries(e.value, e.path, e.key_line, known);
+  }
+
+  std::vector<entry> list_items(const entry& e) const {
+    if (!e.value.IsSequence()) fail(e.key_line, e.path, "expected a list, got " + kind_of(e.value));
+    std::vector<entry> out;
+    std::size_t i = 0;
+    for (const YAML::Node& item : e.value) {
+      const std::string idx = "[" + std::to_string(i++) + "]";
+      out.push_back(entry{idx, e.path + idx, line_of(item, e.key_line), item});
+    }
+    return out;
+  }
+
+  const std::string& raw_scalar(const entry& e, std::string_view expected) const {
+    if (!e.value.IsScalar()) {
+      fail(e.key_line, e.path, "expected " + std::string(expected) + ", got " + kind_of(e.value));
+    }
+    return e.value.Scalar();
+  }
+
+  expansion expand_env(const std::string& text, int line, const std::string& key) const {
+    expansion r;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const char c = text[i];
+      if (c != '$') {
+        r.value += c;
+        continue;
+      }
+      if (i + 1 < text.size() && text[i + 1] == '$') {  // "$$" -> "$"
+        r.value += '$';
+        ++i;
+        continue;
+      }
+      if (i + 1 >= text.size() || text[i + 1] != '{') {  // a lone '$' is literal
+        r.value += '$';
+        continue;
+      }
+      const std::size_t close = text.find('}', i + 2);
+      if (close == std::string::npos) {
+        fail(line, key, "unterminated '${' (write '$$' for a literal '$')");
+      }
+      const std::string_view ref(text.data() + i + 2, close - i - 2);
+      std::size_t n = 0;
+      while (n < ref.size() &&
+             (std::isalnum(static_cast<unsigned char>(ref[n])) || ref[n] == '_')) {
+        ++n;
+      }
+      const std::string name(ref.substr(0, n));
+      std::optional<std::string_view> fallback;
+      if (n < ref.size()) {
+        if (ref.substr(n, 2) != ":-") {
+          fail(line, key,
+               "invalid environment variable reference '${" + std::string(ref) +
+                   "}' (expected ${NAME} or ${NAME:-default})");
+        }
+        fallback = ref.substr(n + 2);
+      }
+      if (!is_env_name(name)) {
+        fail(line, key,
+             "invalid environment variable name in '${" + std::string(ref) +
+                 "}' (letters, digits and '_', not starting with a digit)");
+      }
+      r.vars.push_back(name);
+      const char* v = std::getenv(name.c_str());
+      if (v && *v) {
+        r.value += v;
+      } else if (fallback) {
+        r.value += *fallback;
+      } else if (!v) {
+        if (r.first_unset.empty()) r.first_unset = name;
+      } else if (r.first_empty.empty()) {
+        r.first_empty = name;  // set but empty: expands to ""
+      }
+      i = close;
+    }
+    return r;
+  }
+
+  std::string expand(const std::string& text, int line, const std::string& key) const {
+    expansion r = expand_env(text, line, key);
+    if (!r.first_unset.empty()) {
+      fail(line, key,
+           "environment variable " + r.first_unset + " is not set (write ${" + r.first_unset +
+               ":-default} to give it a default)");
+    }
+    return std::move(r.value);
+  }
+
+  std::string string_value(const entry& e) const {
+    return expand(raw_scalar(e, "a string"), e.line(), e.path);
+  }
+
+  std::string non_empty_string(const entry& e) const {
+    std::string s = string_value(e);
+    if (s.empty()) fail(e.line(), e.path, "must not be empty");
+    return s;
+  }
+
+  std::int64_t parse_int(const std::string& s, int line, const std::string& key, std::int64_t min,
+                         std::int64_t max) const {
+    std::int64_t v = 0;
+    const char* first = s.data();
+    const char* last = s.data() + s.size();
+    const auto [ptr, ec] = std::from_chars(first, last, v);
+    if (s.empty() || ptr != last) fail(line, key, "expected an integer, got '" + s + "'");
+    if (ec == std::errc::result_out_of_range) fail(line, key, "integer out of range: " + s);
+    if (v < min || v > max) {
+      const std::string got = " (got " + s + ")";
+      if (v < 0 && min >= 0) fail(line, key, "must not be negative" + got);
+      if (v < min) fail(line, key, "must be at least " + std::to_string(min) + got);
+      fail(line, key, "must be at most " + std::to_string(max) + got);
+    }
+    return v;
+  }
+
+  std::int64_t integer(const entry& e, std::int64_t min, std::int64_t max) const {
+    const std::string s = expand(raw_scalar(e, "an integer"), e.line(), e.path);
+    return parse_int(s, e.line(), e.path, min, max);
+  }
+
+  std::chrono::milliseconds duration(const entry& e, std::int64_t min) const {
+    return std::chrono::milliseconds(integer(e, min, max_duration_ms));
+  }
+
+  std::size_t byte_size(const entry& e) const {
+    return static_cast<std::size_t>(integer(e, 1, max_size_bytes));
+  }
+
+  bool boolean(const entry& e) const {
+    const std::string s = expand(raw_scalar(e, "true or false"), e.line(), e.path);
+    if (s == "true" || s == "True" || s == "TRUE") return true;
+    if (s == "false" || s == "False" || s == "FALSE") return false;
+    fail(e.line(), e.path, "expected true or false, got '" + s + "'");
+  }
+
+  // USD per 1M tokens, exact decimal -> pico-dollars per token (the same digits scaled by 1e6).
+  std::int64_t price(const entry& e) const {
+    const std::string s = expand(raw_scalar(e, "a price"), e.line(), e.path);
+    if (!s.empty() && s[0] == '-') fail(e.line(), e.path, "must not be negative (got " + s + ")");
+    const std::size_t dot = s.find('.');
+    const std::string_view whole = std::string_view(s).substr(0, dot);
+    const std::string_view frac =
+        dot == std::string::npos ? std::string_view() : std::string_view(s).substr(dot + 1);
+    const auto digits = [](std::string_view x) {
+      return !x.empty() && std::all_of(x.begin(), x.end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c));
+      });
+    };
+    if (!digits(whole) || (dot != std::string::npos && !digits(frac))) {
+      fail(e.line(), e.path,
+           "expected a price in USD per 1M tokens such as 0.15, got '" + s + "'");
+    }
+    if (frac.size() > 6) {
+      fail(e.line(), e.path, "at most 6 decimal places are supported (got " + s + ")");
+    }
+    std::int64_t w = 0;
+    const auto [ptr, ec] = std::from_chars(whole.data(), whole.data() + whole.size(), w);
+    if (ec != std::errc() || w > max_price_usd_per_mtok) {
+      fail(e.line(), e.path,
+           "must be at most " + std::to_string(max_price_usd_per_mtok) + " USD per 1M tokens");
+    }
+    std::int64_t f = 0;
+    for (std::size_t i = 0; i < 6; ++i) f = f * 10 + (i < frac.size() ? frac[i] - '0' : 0);
+    return w * 1'000'000 + f;
+  }
+
+  void check_readable_file(const std::string& path, int line, const std::string& key) const {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+      fail(line, key, "file '" + path + "' does not exist or is not a regular file");
+    }
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail(line, key, "cannot read file '" + path + "': " + std::strerror(errno));
+    std::fclose(f);
+  }
+
+  // ---- server ---------------------------------------------------------------------------
+
+  void parse_server(const entry& section, server_config& s) {
+    for (const entry& e : map_entries(section, &server_keys)) {
+      if (e.name == "listen") {
+        s.listeners = parse_listeners(e);
+      } else if (e.name == "io_threads") {
+        s.io_threads = static_cast<int>(integer(e, 0, 1024));
+      } else if (e.name == "shutdown_grace_ms") {
+        s.shutdown_grace = duration(e, 0);
+      } else if (e.name == "data_dir") {
+        s.data_dir = non_empty_string(e);
+      } else if (e.name == "log_level") {
+        s.log_level = string_value(e);
+        if (std::find(log_levels.begin(), log_levels.end(), s.log_level) == log_levels.end()) {
+          fail(e.line(), e.path,
+               "unknown log level '" + s.log_level + "'" + did_you_mean(s.log_level, log_levels) +
+                   "; expected one of " + join_list(log_levels));
+        }
+      } else if (e.name == "access_log") {
+        s.access_log = boolean(e);
+      } else if (e.name == "limits") {
+        parse_limits(e, s.limits);
+      }
+    }
+  }
+
+  void parse_limits(const entry& section, limits_config& l) {
+    for (const entry& e : map_entries(section, &limits_keys)) {
+      if (e.name == "max_body_bytes") {
+        l.max_body_bytes = byte_size(e);
+      } else if (e.name == "max_header_bytes") {
+        l.max_header_bytes = byte_size(e);
+      } else if (e.name == "read_timeout_ms") {
+        l.read_timeout = duration(e, 1);
+      } else if (e.name == "idle_timeout_ms") {
+        l.idle_timeout = duration(e, 1);
+      } else if (e.name == "write_timeout_ms") {
+        l.write_timeout = duration(e, 1);
+      } else if (e.name == "max_connections") {
+        l.max_connections = static_cast<std::size_t>(integer(e, 1, 10'000'000));
+      } else if (e.name == "max_stream_buffer_bytes") {
+        l.max_stream_buffer_bytes = byte_size(e);
+      } else if (e.name == "max_upstream_response_bytes") {
+        l.max_upstream_response_bytes = byte_size(e);
+      }
+    }
+  }
+
+  std::vector<listener_config> parse_listeners(const entry& e) {
+    std::vector<listener_config> out;
+    if (e.value.IsSequence()) {
+      const std::vector<entry> items = list_items(e);
+      if (items.empty()) fail(e.key_line, e.path, "must list at least one address");
+      std::vector<int> lines;
+      for (const entry& item : items) {
+        listener_config l = parse_listener(item);
+        for (std::size_t i = 0; i < out.size(); ++i) {
+          if (l.port != 0 && out[i].port == l.port && out[i].address == l.address) {
+            fail(item.line(), item.path,
+                 "duplicate listener " + l.address + ":" + std::to_string(l.port) +
+                     " (also on line " + std::to_string(lines[i]) + ")");
+          }
+        }
+        out.push_back(std::move(l));
+        lines.push_back(item.line());
+      }
+    } else {
+      out.push_back(parse_listener(e));
+    }
+    return out;
+  }
+
+  // Strips IPv6 brackets and requires an IP literal (the listener binds, it does not resolve).
+  std::string ip_address(std::string a, int line, const std::string& key) const {
+    if (a.size() >= 2 && a.front() == '[' && a.back() == ']') a = a.substr(1, a.size() - 2);
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, a.c_str(), buf) != 1 && inet_pton(AF_INET6, a.c_str(), buf) != 1) {
+      fail(line, key,
+           "expected an IPv4 or IPv6 address such as 127.0.0.1, 0.0.0.0 or ::1, got '" + a + "'");
+    }
+    return a;
+  }
+
+  std::uint16_t port_number(const std::string& s, int line, const std::string& key) const {
+    std::int64_t v = 0;
+    const auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || ptr != s.data() + s.size()) {
+      fail(line, key, "expected a port number, got '" + s + "'");
+    }
+    if (ec != std::errc() || v < 0 || v > 65535) {
+      fail(line, key, "port must be in 0..65535 (got " + s + ")");
+    }
+    return static_cast<std::uint16_t>(v);
+  }
+
+  listener_config parse_listener(const entry& e) {
+    listener_config l;
+    if (e.value.IsMap()) {
+      const std::vector<entry> entries = map_entries(e, &listener_keys);
+      for (const entry& f : entries) {
+        if (f.name == "address") {
+          l.address = ip_address(non_empty_string(f), f.line(), f.path);
+        } else if (f.name == "port") {
+          l.port = port_number(expand(raw_scalar(f, "a port number"), f.line(), f.path), f.line(),
+                               f.path);
+        } else if (f.name == "tls") {
+          parse_tls(f, l);
+        }
+      }
+      return l;
+    }
+    if (!e.value.IsScalar()) {
+      fail(e.key_line, e.path,
+           "expected \"host:port\" or a map with address and port, got " + kind_of(e.value));
+    }
+    const std::string s = string_value(e);
+    const std::size_t colon = s.rfind(':');
+    if (colon == std::string::npos) {
+      fail(e.line(), e.path, "expected \"host:port\", e.g. \"127.0.0.1:8080\", got '" + s + "'");
+    }
+    const std::string host = s.substr(0, colon);
+    if (host.empty()) fail(e.line(), e.path, "missing host in '" + s + "' (e.g. 0.0.0.0:8080)");
+    if (host.find(':') != std::string::npos && host.front() != '[') {
+      fail(e.line(), e.path, "write IPv6 addresses in brackets, e.g. \"[::1]:8080\", got '" + s + "'");
+    }
+    l.address = ip_address(host, e.line(), e.path);
+    l.port = port_number(s.substr(colon + 1), e.line(), e.path);
+    return l;
+  }
+
+  void parse_tls(const entry& section, listener_config& l) {
+    const std::vector<entry> entries = map_entries(section, &tls_keys);
+    const entry* cert = find_entry(entries, "cert_file");
+    const entry* key = find_entry(entries, "key_file");
+    if (!cert || !key) {
+      fail(section.key_line, section.path,
+           std::string("needs both cert_file and key_file (missing ") +
+               (cert ? "key_file" : "cert_file") + ")");
+    }
+    l.tls_cert_file = non_empty_string(*cert);
+    check_readable_file(l.tls_cert_file, cert->line(), cert->path);
+    l.tls_key_file = non_empty_string(*key);
+    check_readable_file(l.tls_key_file, key->line(), key->path);
+  }
+
+  // ---- auth -----------------------------------------------------------------------------
+
+  void parse_auth(const entry& section, auth_config& a) {
+    if (!section.value.IsScalar() && !section.value.IsMap()) {
+      fail(section.key_line, section.path,
+           "expected `none` or a map with 'keys', got " + kind_of(section.value));
+    }
+    if (section.value.IsScalar()) {
+      const std::string s = string_value(section);
+      if (s != "none") {
+        fail(section.line(), section.path,
+             "expected `none` or a map with 'keys', got '" + s + "'");
+      }
+      a.enabled = false;
+      warnings_.push_back("client authentication is off (auth: none)");
+      return;
+    }
+    const std::vector<entry> entries = map_entries(section, &auth_keys);
+    const entry* keys = find_entry(entries, "keys");
+    if (!keys) {
+      fail(section.key_line, section.path + ".keys",
+           "missing required key (or write `auth: none` to run without client authentication)");
+    }
+    const std::vector<entry> items = list_items(*keys);
+    if (items.empty()) {
+      fail(keys->key_line, keys->path,
+           "must list at least one key (or write `auth: none` to run without client "
+           "authentication)");
+    }
+    std::vector<int> lines;
+    for (const entry& item : items) {
+      api_key_config k = parse_client_key(item);
+      for (std::size_t i = 0; i < a.keys.size(); ++i) {
+        if (a.keys[i].name == k.name) {
+          fail(item.key_line, item.path + ".name",
+               "duplicate key name '" + k.name + "' (also on line " + std::to_string(lines[i]) +
+                   ")");
+        }
+        if (a.keys[i].sha256 == k.sha256) {
+          fail(item.key_line, item.path,
+               "same key as '" + a.keys[i].name + "' (line " + std::to_string(lines[i]) +
+                   "); every client key must be unique");
+        }
+      }
+      a.keys.push_back(std::move(k));
+      lines.push_back(item.key_line);
+    }
+  }
+
+  api_key_config parse_client_key(const entry& item) {
+    const std::vector<entry> entries = map_entries(item, &client_key_keys);
+    api_key_config k;
+    const entry* name = find_entry(entries, "name");
+    if (!name) fail(item.key_line, item.path + ".name", "missing required key");
+    k.name = non_empty_string(*name);
+    if (const entry* e = find_entry(entries, "team")) k.team = string_value(*e);
+    if (const entry* e = find_entry(entries, "admin")) k.admin = boolean(*e);
+    const entry* plain = find_entry(entries, "key");
+    const entry* hashed = find_entry(entries, "key_sha256");
+    if (plain && hashed) {
+      fail(hashed->key_line, hashed->path, "set either key or key_sha256, not both");
+    }
+    if (!plain && !hashed) {
+      fail(item.key_line, item.path + ".key", "missing required key (or key_sha256)");
+    }
+    if (plain) {
+      const std::string s = string_value(*plain);
+      if (s.size() < min_client_key_chars) {
+        fail(plain->line(), plain->path,
+             "client keys must be at least " + std::to_string(min_client_key_chars) +
+                 " characters long (got " + std::to_string(s.size()) + ")");
+      }
+      if (has_control_or_space(s)) {
+        fail(plain->line(), plain->path, "client keys must not contain spaces or control characters");
+      }
+      k.sha256 = sha256(s);
+    } else {
+      const std::string s = string_value(*hashed);
+      const auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+      };
+      const bool ok = s.size() == 64 && std::all_of(s.begin(), s.end(), [&](char c) {
+                        return hex(c) >= 0;
+                      });
+      if (!ok) {
+        fail(hashed->line(), hashed->path,
+             "expected 64 hexadecimal characters (a SHA-256 digest, e.g. from "
+             "`printf %s KEY | sha256sum`), got " +
+                 std::to_string(s.size()) + " characters");
+      }
+      for (std::size_t i = 0; i < 32; ++i) {
+        k.sha256[i] = static_cast<unsigned char>(hex(s[2 * i]) * 16 + hex(s[2 * i + 1]));
+      }
+    }
+    return k;
+  }
+
+  // ---- providers and targets ------------------------------------------------------------
+
+  void parse_providers(const entry& section) {
+    for (const entry& p : map_entries(section, nullptr)) {
+      if (!is_identifier(p.name)) {
+        fail(p.key_line, p.path,
+             "provider names use letters, digits, '.', '_' and '-' and start with a letter or "
+             "digit");
+      }
+      provider_def def{p.name, p.key_line, map_entries(p, &provider_keys)};
+      // Validate now, so that a provider no target uses is still checked.
+      providers::target_spec scratch;
+      std::optional<key_setting> key;
+      apply_settings(def.entries, scratch, key);
+      check_key_setting(key);
+      providers_.push_back(std::move(def));
+    }
+  }
+
+  const provider_def* find_provider(std::string_view name) const {
+    for (const provider_def& p : providers_) {
+      if (p.name == name) return &p;
+    }
+    return nullptr;
+  }
+
+  std::string base_url(const entry& e) const {
+    std::string s = non_empty_string(e);
+    std::string_view rest;
+    if (s.rfind("http://", 0) == 0) {
+      rest = std::string_view(s).substr(7);
+    } else if (s.rfind("https://", 0) == 0) {
+      rest = std::string_view(s).substr(8);
+    } else {
+      fail(e.line(), e.path, "must start with http:// or https:// (got '" + s + "')");
+    }
+    if (rest.empty() || rest[0] == '/') fail(e.line(), e.path, "has no host (got '" + s + "')");
+    if (has_control_or_space(s)) fail(e.line(), e.path, "must not contain spaces");
+    if (s.find_first_of("?#") != std::string::npos) {
+      fail(e.line(), e.path, "must not contain a query string or fragment (got '" + s + "')");
+    }
+    while (s.back() == '/') s.pop_back();
+    return s;
+  }
+
+  // Applies the provider-level keys in `entries` on top of `t` (later maps override earlier
+  // ones field by field; headers merge by case-insensitive name). Target-only keys are skipped.
+  void apply_settings(const std::vector<entry>& entries, providers::target_spec& t,
+                      std::optional<key_setting>& key) {
+    const entry* api_key = find_entry(entries, "api_key");
+    const entry* api_key_env = find_entry(entries, "api_key_env");
+    if (api_key && api_key_env) {
+      fail(api_key_env->key_line, api_key_env->path, "set either api_key or api_key_env, not both");
+    }
+    if (api_key) {
+      key = key_setting{false, raw_scalar(*api_key, "a string"), api_key->line(), api_key->path};
+    } else if (api_key_env) {
+      const std::string name = non_empty_string(*api_key_env);
+      if (!is_env_name(name)) {
+        fail(api_key_env->line(), api_key_env->path,
+             "expected an environment variable name such as OPENAI_API_KEY, got '" + name +
+                 "' (to give the key itself, use api_key)");
+      }
+      key = key_setting{true, name, api_key_env->line(), api_key_env->path};
+    }
+    for (const entry& e : entries) {
+      if (e.name == "base_url") {
+        t.base_url = base_url(e);
+      } else if (e.name == "headers") {
+        apply_headers(e, t.headers);
+      } else if (e.name == "timeouts") {
+        for (const entry& f : map_entries(e, &timeout_keys)) {
+          if (f.name == "connect_ms") t.timeout.connect = duration(f, 1);
+          if (f.name == "first_byte_ms") t.timeout.first_byte = duration(f, 1);
+          if (f.name == "total_ms") t.timeout.total = duration(f, 1);
+          if (f.name == "stream_idle_ms") t.timeout.stream_idle = duration(f, 1);
+        }
+      } else if (e.name == "retry") {
+        for (const entry& f : map_entries(e, &retry_keys)) {
+          if (f.name == "max_attempts") t.retry.max_attempts = static_cast<int>(integer(f, 1, 10));
+          if (f.name == "base_delay_ms") t.retry.base_delay = duration(f, 0);
+          if (f.name == "max_delay_ms") t.retry.max_delay = duration(f, 0);
+        }
+      } else if (e.name == "circuit_breaker") {
+        for (const entry& f : map_entries(e, &breaker_keys)) {
+          if (f.name == "failure_threshold") {
+            t.breaker.failure_threshold = static_cast<int>(integer(f, 1, 1'000'000));
+          }
+          if (f.name == "cooldown_ms") t.breaker.cooldown = duration(f, 1);
+        }
+      } else if (e.name == "max_concurrency") {
+        t.max_concurrency = static_cast<int>(integer(e, 0, 1'000'000));
+      }
+    }
+  }
+
+  void apply_headers(const entry& section, providers::header_list& headers) {
+    for (const entry& h : map_entries(section, nullptr)) {
+      if (!is_header_token(h.name)) {
+        fail(h.key_line, h.path, "'" + h.name + "' is not a valid HTTP header name");
+      }
+      for (std::string_view r : reserved_headers) {
+        if (iequals(h.name, r)) {
+          fail(h.key_line, h.path, "header '" + h.name + "' is set by tollgate and cannot be configured");
+        }
+      }
+      std::string value = string_value(h);
+      if (std::any_of(value.begin(), value.end(), [](char c) {
+            const auto u = static_cast<unsigned char>(c);
+            return (u < 0x20 && c != '\t') || u == 0x7f;
+          })) {
+        fail(h.line(), h.path, "header values must not contain control characters");
+      }
+      auto same = std::find_if(headers.begin(), headers.end(),
+                               [&](const auto& kv) { return iequals(kv.first, h.name); });
+      if (same != headers.end()) {
+        same->second = std::move(value);
+      } else {
+        headers.emplace_back(h.name, std::move(value));
+      }
+    }
+  }
+
+  // Syntax of an api_key expression (variables referenced, ${...} well formed), without deciding
+  // anything about the environment.
+  void check_key_setting(const std::optional<key_setting>& key) const {
+    if (key && !key->from_env_name) expand_env(key->text, key->line, key->path);
+  }
+
+  // Resolves the key into `t`; an unset/empty variable disables the target with one warning.
+  void resolve_key(const std::optional<key_setting>& key, providers::target_spec& t) {
+    if (!key) return;  // no key: self-hosted upstream, no Authorization header
+    std::string missing;
+    std::string value;
+    std::string source;
+    if (key->from_env_name) {
+      const char* v = std::getenv(key->text.c_str());
+      if (!v || !*v) {
+        missing = key->text;
+      } else {
+        value = v;
+      }
+      source = "env " + key->text;
+    } else {
+      expansion r = expand_env(key->text, key->line, key->path);
+      missing = !r.first_unset.empty() ? r.first_unset : r.first_empty;
+      value = std::move(r.value);
+      source = r.vars.empty() ? "config file" : "env " + r.vars.front();
+    }
+    if (!missing.empty()) {
+      t.enabled = false;
+      t.disabled_reason = "environment variable " + missing + " is not set";
+      t.api_key_source = "env " + missing;
+      warnings_.push_back("target '" + t.name + "' is disabled: " + t.disabled_reason + " (" +
+                          where(key->line, key->path) + ")");
+      return;
+    }
+    if (value.empty()) return;  // e.g. api_key: ${KEY:-} -- explicitly optional
+    if (has_control_or_space(value)) {
+      fail(key->line, key->path,
+           "the API key (" + source + ") contains spaces or control characters");
+    }
+    t.api_key = std::move(value);
+    t.api_key_source = std::move(source);
+  }
+
+  void parse_targets(const entry& section, std::map<std::string, providers::target_spec>& out) {
+    const std::vector<entry> targets = map_entries(section, nullptr);
+    if (targets.empty()) fail(section.key_line, section.path, "must define at least one target");
+    for (const entry& te : targets) {
+      if (!is_identifier(te.name)) {
+        fail(te.key_line, te.path,
+             "target names use letters, digits, '.', '_' and '-' and start with a letter or digit");
+      }
+      const std::vector<entry> entries = map_entries(te, &target_keys);
+      providers::target_spec t;
+      t.name = te.name;
+      t.provider = te.name;
+      std::optional<key_setting> key;
+      if (const entry* p = find_entry(entries, "provider")) {
+        const std::string name = non_empty_string(*p);
+        const provider_def* def = find_provider(name);
+        if (!def) {
+          key_list names;
+          for (const provider_def& d : providers_) names.push_back(d.name);
+          fail(p->line(), p->path,
+               "unknown provider '" + name + "'" + did_you_mean(name, names) +
+                   (providers_.empty() ? " (there is no 'providers' section)" : ""));
+        }
+        t.provider = name;
+        apply_settings(def->entries, t, key);
+      }
+      apply_settings(entries, t, key);
+      check_key_setting(key);
+      if (t.base_url.empty()) {
+        fail(te.key_line, te.path, "needs either 'provider' (a name under providers) or 'base_url'");
+      }
+      if (t.retry.max_delay < t.retry.base_delay) {
+        fail(te.key_line, te.path + ".retry",
+             "max_delay_ms (" + std::to_string(t.retry.max_delay.count()) +
+                 ") is less than base_delay_ms (" + std::to_string(t.retry.base_delay.count()) +
+                 ")");
+      }
+      if (const entry* m = find_entry(entries, "model")) {
+        t.upstream_model = string_value(*m);
+        if (t.upstream_model->empty()) {
+          fail(m->line(), m->path,
+               "must not be empty (leave 'model' out to forward the client's model name)");
+        }
+      }
+      if (const entry* pr = find_entry(entries, "prices")) {
+        for (const entry& f : map_entries(*pr, &price_keys)) {
+          if (f.name == "input_per_mtok") t.prices.input = price(f);
+          if (f.name == "output_per_mtok") t.prices.output = price(f);
+          if (f.name == "cached_input_per_mtok") t.prices.cached_input = price(f);
+        }
+      }
+      resolve_key(key, t);
+      if (!t.api_key.empty()) {
+        for (const auto& [name, value] : t.headers) {
+          if (iequals(name, "authorization")) {
+            fail(te.key_line, te.path + ".headers." + name,
+                 "an Authorization header conflicts with the target's API key; set only one");
+          }
+        }
+      }
+      out.emplace(te.name, std::move(t));
+    }
+  }
+
+  // ---- models ---------------------------------------------------------------------------
+
+  void parse_models(const entry& section, config& cfg) {
+    const std::vector<entry> aliases = map_entries(section, nullptr);
+    if (aliases.empty()) fail(section.key_line, section.path, "must define at least one model");
+    key_list target_names;
+    for (const auto& [name, t] : cfg.targets) target_names.push_back(name);
+    for (const entry& a : aliases) {
+      if (a.name.empty()) fail(a.key_line, a.path, "model names must not be empty");
+      model_alias alias;
+      alias.name = a.name;
+      std::vector<entry> items;
+      if (a.value.IsSequence()) {
+        items = list_items(a);
+        if (items.empty()) fail(a.key_line, a.path, "must list at least one target");
+      } else {
+        items.push_back(a);  // a single target name
+      }
+      for (const entry& item : items) {
+        const std::string target = non_empty_string(item);
+        if (!cfg.find_target(target)) {
+          fail(a.key_line, a.path,
+               "unknown target '" + target + "'" + did_you_mean(target, target_names));
+        }
+        if (std::find(alias.targets.begin(), alias.targets.end(), target) != alias.targets.end()) {
+          fail(a.key_line, a.path, "target '" + target + "' is listed twice");
+        }
+        alias.targets.push_back(target);
+      }
+      const bool any_enabled = std::any_of(alias.targets.begin(), alias.targets.end(),
+                                           [&](const std::string& n) {
+                                             return cfg.find_target(n)->enabled;
+                                           });
+      if (!any_enabled) {
+        warnings_.push_back("model '" + alias.name + "' has no enabled target; requests for it " +
+                            "will fail (" + where(a.key_line, a.path) + ")");
+      }
+      cfg.models.push_back(std::move(alias));
+    }
+  }
+
+  std::string file_;
+  std::vector<std::string> warnings_;
+  std::vector<provider_def> providers_;
+};
+
+}  // namespace
+
+const model_alias* config::find_alias(std::string_view model) const {
+  const model_alias* wildcard = nullptr;
+  for (const model_alias& a : models) {
+    if (a.name == model) return &a;
+    if (a.name == "*") wildcard = &a;
+  }
+  return wildcard;
+}
+
+const providers::target_spec* config::find_target(std::string_view name) const {
+  const auto it = targets.find(std::string(name));
+  return it == targets.end() ? nullptr : &it->second;
+}
+
+load_result load_config_text(const std::string& text, const std::string& file_name) {
+  return parser(file_name).parse(text);
+}
+
+load_result load_config_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    throw std::runtime_error("cannot read config file '" + path + "': " + std::strerror(errno));
+  }
+  std::string text;
+  char buf[64 * 1024];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  const bool failed = std::ferror(f) != 0;
+  const int err = errno;
+  std::fclose(f);
+  if (failed) {
+    throw std::runtime_error("cannot read config file '" + path + "': " + std::strerror(err));
+  }
+  return load_config_text(text, path);
+}
+
+}  // namespace gw::gateway
