@@ -66,9 +66,9 @@ class sse_parser {
   bool failed_ = false;
 };
 
-// "data: <line1>\ndata: <line2>\n\n". data is split on "\r\n", "\r" and "\n" (each becomes its own
-// data line, so a parser gets back data with line endings normalised to "\n"). Empty data gives
-// "data: \n\n", which dispatches an event with empty data.
+// "data: <line1>\ndata: <line2>\n\n". data is split on "\r\n", "\r" and "\n" (k line endings give
+// k + 1 data lines), so a parser gets data back exactly, with line endings normalised to "\n".
+// Empty data gives "data: \n\n", which dispatches an event with empty data.
 std::string format_sse(std::string_view data);
 
 // "data: [DONE]\n\n", OpenAI's end-of-stream marker.
