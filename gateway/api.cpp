@@ -1,6 +1,5 @@
 #include "gateway/api.h"
 
-#include "providers/usage.h"
 
 namespace gw::gateway {
 
@@ -71,25 +70,34 @@ std::variant<model_request, api_error> parse_model_request(model_endpoint endpoi
     auto iu = so->find("include_usage");
     r.client_wants_usage = iu != so->end() && iu->is_boolean() && iu->get<bool>();
   }
-  r.estimated_prompt_tokens = providers::estimate_prompt_tokens(nlohmann::json(*body));
   r.body = std::move(body);
   return r;
 }
+
+namespace {
+nlohmann::ordered_json model_object(const std::string& id) {
+  nlohmann::ordered_json m;
+  m["id"] = id;
+  m["object"] = "model";
+  m["created"] = 0;
+  m["owned_by"] = "tollgate";
+  return m;
+}
+}  // namespace
 
 std::string models_body(const config& cfg) {
   nlohmann::ordered_json j;
   j["object"] = "list";
   auto& data = j["data"] = nlohmann::ordered_json::array();
-  for (const auto& alias : cfg.models) {
-    if (alias.name == "*") continue;
-    nlohmann::ordered_json m;
-    m["id"] = alias.name;
-    m["object"] = "model";
-    m["created"] = 0;
-    m["owned_by"] = "tollgate";
-    data.push_back(std::move(m));
-  }
+  for (const auto& alias : cfg.models)
+    if (alias.name != "*") data.push_back(model_object(alias.name));
   return j.dump();
+}
+
+std::optional<std::string> model_body(const config& cfg, std::string_view id) {
+  for (const auto& alias : cfg.models)
+    if (alias.name != "*" && alias.name == id) return model_object(alias.name).dump();
+  return std::nullopt;
 }
 
 }  // namespace gw::gateway

@@ -2,6 +2,7 @@
 // What an OpenAI-style request means, independent of the transport: validation (just enough to
 // route), the JSON of simple endpoints. Pure functions over config; unit-tested without sockets.
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -22,7 +23,6 @@ struct model_request {
   std::string model;
   bool stream = false;
   bool client_wants_usage = false;  // stream_options.include_usage was set by the client
-  std::int64_t estimated_prompt_tokens = 0;
 };
 
 // Validates JSON, `model`, and the endpoint's required input (`messages` for chat, `prompt` for
@@ -32,5 +32,7 @@ std::variant<model_request, api_error> parse_model_request(model_endpoint endpoi
 
 // GET /v1/models: the configured aliases (the "*" catch-all is not listed).
 std::string models_body(const config& cfg);
+// GET /v1/models/{id}: the alias as a model object; nullopt when it is not configured.
+std::optional<std::string> model_body(const config& cfg, std::string_view id);
 
 }  // namespace gw::gateway

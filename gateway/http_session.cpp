@@ -288,6 +288,14 @@ class http_session final : public session_base,
       if (method != http::verb::get) return send_error(api_error::method_not_allowed("Use GET /v1/models."));
       return send_json(200, models_body(*cfg));
     }
+    if (path.starts_with("/v1/models/")) {
+      if (method != http::verb::get) return send_error(api_error::method_not_allowed("Use GET /v1/models/{model}."));
+      auto body = model_body(*cfg, path.substr(std::string_view("/v1/models/").size()));
+      if (!body)
+        return send_error(api_error::not_found("The model `" + std::string(path.substr(11)) + "` does not exist.",
+                                               "model_not_found"));
+      return send_json(200, std::move(*body));
+    }
     if (path == "/admin/reload") {
       if (!req_->client.admin) return send_error(api_error::forbidden("This endpoint needs an admin key."));
       if (method != http::verb::post) return send_error(api_error::method_not_allowed("Use POST /admin/reload."));
@@ -357,7 +365,6 @@ class http_session final : public session_base,
     fr.body = std::move(mr.body);
     fr.stream = mr.stream;
     fr.client_wants_usage = mr.client_wants_usage;
-    fr.estimated_prompt_tokens = mr.estimated_prompt_tokens;
     fr.max_response_bytes = limits_.max_upstream_response_bytes;
     fr.headers.emplace_back("X-Tollgate-Request-Id", req_->id);
     fr.headers.emplace_back("X-Request-Id", req_->client_request_id.empty() ? req_->id

@@ -106,6 +106,17 @@ class forward_call_impl final : public forward_call,
     asio::post(fw_.io, [self = shared_from_this()] { self->try_next(); });
   }
 
+  // Estimated only when the upstream sends no usage: it costs a walk over the whole request.
+  std::int64_t prompt_estimate() {
+    if (req_.estimated_prompt_tokens < 0)
+      req_.estimated_prompt_tokens = estimate_prompt_tokens(nlohmann::json(*req_.body));
+    return req_.estimated_prompt_tokens;
+  }
+
+  usage stream_usage() {
+    return accumulator_.finish(accumulator_.saw_usage() ? 0 : prompt_estimate());
+  }
+
   // ---- forward_call ----
   void cancel() override {
     if (done_) return;
@@ -119,10 +130,10 @@ class forward_call_impl final : public forward_call,
     if (!outcome_.committed)
       outcome_.error = forward_error{forward_errc::client_gone, "client closed the connection", -1};
     if (streaming_) {
-      outcome_.tokens = accumulator_.finish(req_.estimated_prompt_tokens);
+      outcome_.tokens = stream_usage();
     } else if (!outcome_.attempts.empty() || attempt_started_) {
       // The upstream may have started work; bill the prompt we sent, estimated.
-      outcome_.tokens.prompt_tokens = req_.estimated_prompt_tokens;
+      outcome_.tokens.prompt_tokens = prompt_estimate();
       outcome_.tokens.estimated = true;
     }
     complete();
@@ -183,7 +194,7 @@ class forward_call_impl final : public forward_call,
       if (!outcome_.stream_truncated) step.health->record_success();
       outcome_.attempts.push_back(rec);
       outcome_.status = 200;
-      outcome_.tokens = accumulator_.finish(req_.estimated_prompt_tokens);
+      outcome_.tokens = stream_usage();
       complete();
       return;
     }
@@ -211,7 +222,7 @@ class forward_call_impl final : public forward_call,
       outcome_.attempts.push_back(rec);
       commit(true);
       outcome_.status = 200;
-      outcome_.tokens = accumulator_.finish(req_.estimated_prompt_tokens);
+      outcome_.tokens = stream_usage();
       complete();
       return;
     }
@@ -237,7 +248,7 @@ class forward_call_impl final : public forward_call,
       if (u) {
         outcome_.tokens = *u;
       } else {
-        outcome_.tokens.prompt_tokens = req_.estimated_prompt_tokens;
+        outcome_.tokens.prompt_tokens = prompt_estimate();
         outcome_.tokens.completion_tokens =
             parsed.is_discarded() ? 0 : estimate_completion_tokens(parsed);
         outcome_.tokens.estimated = true;

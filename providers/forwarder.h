@@ -34,7 +34,7 @@ struct forward_request {
   bool stream = false;
   bool client_wants_usage = false;  // client set stream_options.include_usage itself
   header_list headers;              // forwarded unchanged (x-request-id, …)
-  std::int64_t estimated_prompt_tokens = 0;
+  std::int64_t estimated_prompt_tokens = -1;  // < 0: estimated lazily if usage is missing
   std::size_t max_response_bytes = 64 * 1024 * 1024;
 };
 

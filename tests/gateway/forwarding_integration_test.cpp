@@ -157,6 +157,12 @@ TEST(forwarding, completions_embeddings_and_models) {
   EXPECT_EQ(models["object"], "list");
   ASSERT_EQ(models["data"].size(), 1u);
   EXPECT_EQ(models["data"][0]["id"], "gpt-test");
+  auto one = http_request(gw.port(), "/v1/models/gpt-test", "", {.method = "GET"});
+  ASSERT_EQ(one.status, 200);
+  EXPECT_EQ(json::parse(one.body)["id"], "gpt-test");
+  auto none = http_request(gw.port(), "/v1/models/nope", "", {.method = "GET"});
+  EXPECT_EQ(none.status, 404);
+  EXPECT_EQ(json::parse(none.body)["error"]["code"], "model_not_found");
 }
 
 TEST(forwarding, retries_503_then_succeeds) {

@@ -208,7 +208,9 @@ const sample samples[] = {
     {"The quick brown fox jumps over the lazy dog.", 10},
     {"antidisestablishmentarianism", 6},
     {"2 + 2 = 4", 7},
-    {"\xE3\x81\x8A\xE8\xAA\x95\xE7\x94\x9F\xE6\x97\xA5\xE3\x81\x8A\xE3\x82\x81\xE3\x81\xA7\xE3\x81\xA8\xE3\x81\x86", 9},  // お誕生日おめでとう
+    // お誕生日おめでとう
+    {"\xE3\x81\x8A\xE8\xAA\x95\xE7\x94\x9F\xE6\x97\xA5\xE3\x81\x8A\xE3\x82\x81\xE3\x81\xA7\xE3\x81\xA8\xE3\x81\x86",
+     9},
     {"Large language models are neural networks trained on vast amounts of text to predict the next "
      "token in a sequence. During inference, a gateway sits between applications and one or more model "
      "providers, deciding where each request should go.",
@@ -217,7 +219,8 @@ const sample samples[] = {
      "    std::cout << v << \"\\n\";\n  }\n  return 0;\n}\n",
      54},
     {"def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)\n", 30},
-    {R"({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What is the capital of France?"}], "temperature": 0.7})",
+    {R"({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": )"
+     R"("What is the capital of France?"}], "temperature": 0.7})",
      40},
     {"Order 1234567 shipped on 2024-03-15 at 14:32:07; total $1,299.99 for 3 items.", 34},
     {"h\xC3\xA9llo \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x8E\x89", 8},  // héllo 日本 🎉

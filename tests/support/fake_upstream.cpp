@@ -318,8 +318,9 @@ class session : public std::enable_shared_from_this<session> {
 
   json finish_chunk() const {
     const bool chat = endpoint_ != endpoint::completions;
-    json choice = chat ? json{{"index", 0}, {"delta", json::object()}, {"logprobs", nullptr}, {"finish_reason", "stop"}}
-                       : json{{"index", 0}, {"text", ""}, {"logprobs", nullptr}, {"finish_reason", "stop"}};
+    json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", "stop"}};
+    if (chat) choice["delta"] = json::object();
+    else choice["text"] = "";
     return chunk_envelope(json::array({choice}));
   }
 
@@ -407,7 +408,8 @@ class session : public std::enable_shared_from_this<session> {
   // While a reply is in progress (or hung), a read notices the client going away. Bytes that arrive
   // (a pipelined next request) are kept for the HTTP parser.
   void watch() {
-    socket_.async_read_some(asio::buffer(side_buf_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    auto self = shared_from_this();
+    socket_.async_read_some(asio::buffer(side_buf_), [self](beast::error_code ec, std::size_t n) {
       if (self->closed_) return;
       if (!ec) {
         auto dst = self->buffer_.prepare(n);
@@ -486,7 +488,9 @@ fake_upstream::~fake_upstream() = default;
 
 std::uint16_t fake_upstream::port() const { return impl_->port; }
 
-std::string fake_upstream::base_url() const { return "http://127.0.0.1:" + std::to_string(impl_->port) + "/v1"; }
+std::string fake_upstream::base_url() const {
+  return "http://127.0.0.1:" + std::to_string(impl_->port) + "/v1";
+}
 
 void fake_upstream::push(scripted_reply r) {
   std::lock_guard lock(impl_->state.mu);

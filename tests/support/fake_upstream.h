@@ -25,7 +25,7 @@ enum class behaviour {
 
 struct scripted_reply {
   behaviour kind = behaviour::ok;
-  int status = 200;  // HTTP status for ok (with body) and status
+  int status = 200;  // HTTP status of non-streamed replies (ok, no_usage, status)
   std::string body;  // ok/status: sent verbatim when non-empty (content-type application/json)
   int retry_after_s = -1;  // >= 0: adds "retry-after: N" (any behaviour that answers)
   int chunks = 5;          // stream: content chunks "tok0 ", "tok1 ", ... before the finish chunk
