@@ -1,7 +1,7 @@
 #include "gateway/metrics.h"
 
 #include <atomic>
-#include <cstdio>
+#include <charconv>
 
 namespace gw::gateway {
 
@@ -67,10 +67,11 @@ std::vector<std::string> split_key(const std::string& k) {
   return parts;
 }
 
+// Shortest representation that round-trips ("0.1", not "0.10000000000000001").
 std::string fmt(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, end);
 }
 
 template <std::size_t N>
