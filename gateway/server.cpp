@@ -207,6 +207,9 @@ void server::shutdown(std::chrono::milliseconds grace) {
   if (left > 0) app.log->warn("shutdown: cancelling {} request(s) still in flight", left);
   // 4. Cancel what is left, then stop the threads.
   impl_->on_each_worker([](worker& w) { impl::for_each_session(w, &session_base::abort); });
+  // Barrier: work the aborts posted (curl's deferred handle removal closes upstream connections)
+  // is queued behind the previous round and runs before this one.
+  impl_->on_each_worker([](worker&) {});
   for (auto& w : app.workers) {
     w->work.reset();
     asio::post(w->io, [w = w.get()] { w->io.stop(); });

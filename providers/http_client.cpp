@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -130,12 +132,10 @@ struct http_client::impl {
   static int on_socket(CURL*, curl_socket_t s, int what, void* userp, void*) {
     auto* self = static_cast<impl*>(userp);
     if (what == CURL_POLL_REMOVE) {
+      // The connection goes idle in curl's cache: stop reacting but keep the epoll registration,
+      // so the next transfer on it costs no epoll_ctl. on_close_socket drops it for good.
       auto it = self->sockets.find(s);
-      if (it != self->sockets.end()) {
-        it->second->removed = true;
-        it->second->sd.release();  // never close: the socket is curl's
-        self->sockets.erase(it);
-      }
+      if (it != self->sockets.end()) it->second->want = 0;
       return 0;
     }
     auto& w = self->sockets[s];
@@ -182,6 +182,17 @@ struct http_client::impl {
       self->timer.cancel();
       return 0;
     }
+    if (timeout_ms == 0) {
+      // "As soon as possible": no timer round trip. Firing early is harmless for curl (it
+      // re-arms), so a pending timer may stay as it is.
+      asio::post(self->io, [self, alive = self->alive] {
+        if (!*alive) return;
+        int running = 0;
+        curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        self->drain_messages();
+      });
+      return 0;
+    }
     self->timer.expires_after(std::chrono::milliseconds(timeout_ms));
     self->timer.async_wait([self, alive = self->alive](const boost::system::error_code& ec) {
       if (ec || !*alive) return;
@@ -190,6 +201,17 @@ struct http_client::impl {
       self->drain_messages();
     });
     return 0;
+  }
+
+  static int on_close_socket(void* userp, curl_socket_t s) {
+    auto* self = static_cast<impl*>(userp);
+    auto it = self->sockets.find(s);
+    if (it != self->sockets.end()) {
+      it->second->removed = true;
+      it->second->sd.release();  // deregisters from epoll without closing
+      self->sockets.erase(it);
+    }
+    return ::close(s);
   }
 
   static size_t on_header_line(char* data, size_t size, size_t n, void* userp) {
@@ -364,6 +386,8 @@ struct http_client::impl {
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &impl::on_header_line);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, nullptr);  // bytes pass through as sent
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, &impl::on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, this);
     if (r.timeout.connect.count() > 0)
       curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(r.timeout.connect.count()));
     if (r.timeout.total.count() > 0)

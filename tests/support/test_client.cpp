@@ -91,16 +91,8 @@ http_reply test_connection::request_partial(const std::string& target, const std
   while (parser.get().body().size() < min_bytes && !parser.is_done()) {
     http::read_some(impl_->stream, impl_->buffer, parser);
   }
-  auto& res = parser.get();
-  http_reply r;
-  r.status = res.result_int();
-  for (const auto& f : res) {
-    std::string name(f.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    r.headers[name] = std::string(f.value());
-  }
-  r.body = res.body();
-  return r;
+  auto res = parser.get();  // a copy: the connection may keep reading into the parser
+  return impl_->to_reply(res);
 }
 
 void test_connection::close() {
