@@ -116,7 +116,10 @@ cleanup() {
   set +e
   if [[ -n ${WRK_PID:-} ]] && kill -0 "$WRK_PID" 2>/dev/null; then kill -TERM "$WRK_PID"; wait "$WRK_PID"; fi
   if [[ -n $PERF_PID ]] && kill -0 "$PERF_PID" 2>/dev/null; then kill -INT "$PERF_PID"; wait "$PERF_PID"; fi
-  local i pid
+  local i pid kids=""
+  for pid in "${PIDS[@]}"; do   # nginx workers, in case a master has to be killed hard
+    kids+=" $(cat "/proc/$pid/task/"*/children 2>/dev/null)"
+  done
   for (( i=${#PIDS[@]}-1; i>=0; i-- )); do
     pid=${PIDS[i]}
     kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
@@ -125,6 +128,9 @@ cleanup() {
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+  done
+  for pid in $kids; do   # a worker left behind (its pid still names an nginx process)
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == nginx ]] && kill -KILL "$pid" 2>/dev/null
   done
   if [[ $KEEP_TMP == 1 ]]; then note "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
   exit "$rc"
@@ -368,6 +374,7 @@ run_wrk() {
 declare -A R_RPS R_P50 R_P99 R_N R_NON2XX R_SOCKERR R_CPU_LOAD R_CPU_PROXY R_US_PER_REQ R_OTHER
 ROWS=()
 FAILED_2XX=()
+DISTURBED=0
 
 # run_case scenario target url lua proxy_pid(or "") connections
 run_case() {
@@ -455,31 +462,9 @@ for s in "${SCENARIOS[@]}"; do
   [[ $s == *-c1 ]] && D_TPUT_OK[$s]="(info)"
 done
 
-echo
-echo "gateway_overhead: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (c1 rows: 1 connection), warm-up $WARMUP; $LAYOUT"
+# ---------------------------------------------------------------- JSON (before the table: a closed
+# stdout must not cost the results)
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "background CPU busy before start: ${BG_BUSY}%; load average before: $LOADAVG_START, after: $LOADAVG_END; tollgate binary built $TG_BUILT, sha256 $TG_SHA..."
-echo "tollgate: $("$TG" --version 2>/dev/null | head -n1), io_threads 1; nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), 1 worker; $(nproc) cpus: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-echo
-printf '%-17s %-9s %10s %9s %9s %6s %6s %6s %12s\n' scenario target req/s "p50 ms" "p99 ms" load% proxy% other% "proxy us/req"
-printf '%-17s %-9s %10s %9s %9s %6s %6s %6s %12s\n' ----------------- --------- ---------- --------- --------- ------ ------ ------ ------------
-for key in "${ROWS[@]}"; do
-  printf '%-17s %-9s %10.0f %9.3f %9.3f %6s %6s %6s %12s\n' "${key%%|*}" "${key##*|}" "${R_RPS[$key]}" \
-    "${R_P50[$key]}" "${R_P99[$key]}" "${R_CPU_LOAD[$key]}" "${R_CPU_PROXY[$key]}" "${R_OTHER[$key]}" \
-    "${R_US_PER_REQ[$key]:--}"
-done
-echo
-echo "load% / proxy%: busy share of core $LOAD_CPU (upstream+wrk) / core $PROXY_CPU (proxy) during the run; other%: CPU"
-echo "used by anything but the benchmark's own processes (other jobs, kernel threads), in % of one core:"
-echo "well above a few % means the figures are disturbed; proxy us/req: the proxy's CPU time per request."
-echo
-for s in "${SCENARIOS[@]}"; do
-  printf '%-17s tollgate throughput = %5.1f%% of nginx proxy        (goal >= 70%%)   %s\n' "$s" "${D_TPUT[$s]}" "${D_TPUT_OK[$s]}"
-  printf '%-17s added p50 over direct: tollgate %+.3f ms, nginx %+.3f ms, ratio %s (goal <= 2.00) %s\n' "$s" \
-    "${D_ADD_TG[$s]}" "${D_ADD_NGX[$s]}" "${D_RATIO[$s]}" "${D_LAT_OK[$s]}"
-done
-
-# ---------------------------------------------------------------- JSON
 mkdir -p "$(dirname "$OUT_JSON")"
 {
   printf '{\n  "bench": "gateway_overhead",\n'
@@ -509,6 +494,31 @@ mkdir -p "$(dirname "$OUT_JSON")"
   done
   printf '\n  },\n  "non_2xx_failures": %d\n}\n' "${#FAILED_2XX[@]}"
 } >"$OUT_JSON"
+echo
+echo "gateway_overhead: wrk -t$THREADS -c$CONNECTIONS -d$DURATION (c1 rows: 1 connection), warm-up $WARMUP; $LAYOUT"
+echo "background CPU busy before start: ${BG_BUSY}%; load average before: $LOADAVG_START, after: $LOADAVG_END; tollgate binary built $TG_BUILT, sha256 $TG_SHA..."
+echo "tollgate: $("$TG" --version 2>/dev/null | head -n1), io_threads 1; nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), 1 worker; $(nproc) cpus: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+echo
+printf '%-17s %-9s %10s %9s %9s %6s %6s %6s %12s\n' scenario target req/s "p50 ms" "p99 ms" load% proxy% other% "proxy us/req"
+printf '%-17s %-9s %10s %9s %9s %6s %6s %6s %12s\n' ----------------- --------- ---------- --------- --------- ------ ------ ------ ------------
+for key in "${ROWS[@]}"; do
+  flag=""; (( R_OTHER[$key] > 10 )) && { flag=" *"; DISTURBED=1; }
+  printf '%-17s %-9s %10.0f %9.3f %9.3f %6s %6s %6s %12s%s\n' "${key%%|*}" "${key##*|}" "${R_RPS[$key]}" \
+    "${R_P50[$key]}" "${R_P99[$key]}" "${R_CPU_LOAD[$key]}" "${R_CPU_PROXY[$key]}" "${R_OTHER[$key]}" \
+    "${R_US_PER_REQ[$key]:--}" "$flag"
+done
+(( DISTURBED )) && echo "* other jobs used more than 10% of a core during this run: rerun it on a quiet machine"
+echo
+echo "load% / proxy%: busy share of core $LOAD_CPU (upstream+wrk) / core $PROXY_CPU (proxy) during the run; other%: CPU"
+echo "used by anything but the benchmark's own processes (other jobs, kernel threads), in % of one core:"
+echo "well above a few % means the figures are disturbed; proxy us/req: the proxy's CPU time per request."
+echo
+for s in "${SCENARIOS[@]}"; do
+  printf '%-17s tollgate throughput = %5.1f%% of nginx proxy        (goal >= 70%%)   %s\n' "$s" "${D_TPUT[$s]}" "${D_TPUT_OK[$s]}"
+  printf '%-17s added p50 over direct: tollgate %+.3f ms, nginx %+.3f ms, ratio %s (goal <= 2.00) %s\n' "$s" \
+    "${D_ADD_TG[$s]}" "${D_ADD_NGX[$s]}" "${D_RATIO[$s]}" "${D_LAT_OK[$s]}"
+done
+
 echo
 echo "JSON: $OUT_JSON"
 

@@ -242,12 +242,11 @@ class forward_call_impl final : public forward_call,
     step.health->record_success();
     outcome_.attempts.push_back(rec);
     if (status_ >= 200 && status_ < 300) {
-      auto parsed = nlohmann::json::parse(body_, nullptr, false);
-      std::optional<usage> u;
-      if (!parsed.is_discarded()) u = extract_usage(parsed);
+      std::optional<usage> u = extract_response_usage(body_);
       if (u) {
         outcome_.tokens = *u;
       } else {
+        auto parsed = nlohmann::json::parse(body_, nullptr, false);
         outcome_.tokens.prompt_tokens = prompt_estimate();
         outcome_.tokens.completion_tokens =
             parsed.is_discarded() ? 0 : estimate_completion_tokens(parsed);

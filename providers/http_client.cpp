@@ -81,6 +81,7 @@ struct http_client::impl {
   asio::io_context& io;
   CURLM* multi = nullptr;
   asio::steady_timer timer;
+  bool timer_pending = false;
   std::unordered_map<transfer_id, std::unique_ptr<transfer>> transfers;
   std::unordered_map<curl_socket_t, std::shared_ptr<socket_watch>> sockets;
   std::vector<CURL*> idle_easies;  // reused handles (curl_easy_reset keeps nothing of the old one)
@@ -180,6 +181,7 @@ struct http_client::impl {
     auto* self = static_cast<impl*>(userp);
     if (timeout_ms < 0) {
       self->timer.cancel();
+      self->timer_pending = false;
       return 0;
     }
     if (timeout_ms == 0) {
@@ -193,9 +195,15 @@ struct http_client::impl {
       });
       return 0;
     }
-    self->timer.expires_after(std::chrono::milliseconds(timeout_ms));
+    // Re-arming the timer costs a timerfd_settime whenever it is asio's earliest; keep a pending
+    // timer that fires no later than curl asks (early is harmless: curl just re-arms).
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    if (self->timer_pending && self->timer.expiry() <= deadline) return 0;
+    self->timer_pending = true;
+    self->timer.expires_at(deadline);
     self->timer.async_wait([self, alive = self->alive](const boost::system::error_code& ec) {
       if (ec || !*alive) return;
+      self->timer_pending = false;
       int running = 0;
       curl_multi_socket_action(self->multi, CURL_SOCKET_TIMEOUT, 0, &running);
       self->drain_messages();

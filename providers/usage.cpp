@@ -327,4 +327,54 @@ usage stream_accumulator::finish(std::int64_t estimated_prompt_tokens) const {
   return out;
 }
 
+namespace {
+// End of the JSON object starting at body[open] ('{'), honouring strings; npos when unbalanced.
+std::size_t object_end(std::string_view body, std::size_t open) {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = open; i < body.size(); ++i) {
+    char c = body[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{') ++depth;
+    else if (c == '}' && --depth == 0) return i + 1;
+  }
+  return std::string_view::npos;
+}
+}  // namespace
+
+std::optional<usage> extract_response_usage(std::string_view body, bool* parsed_all) {
+  if (parsed_all) *parsed_all = false;
+  constexpr std::string_view key = "\"usage\"";
+  auto pos = body.rfind(key);
+  if (pos != std::string_view::npos && pos > 0 && body[pos - 1] != '\\') {
+    std::size_t i = pos + key.size();
+    while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) ++i;
+    if (i < body.size() && body[i] == ':') {
+      ++i;
+      while (i < body.size() && (body[i] == ' ' || body[i] == '\n' || body[i] == '\r' || body[i] == '\t')) ++i;
+      if (i < body.size() && body[i] == '{') {
+        auto end = object_end(body, i);
+        if (end != std::string_view::npos) {
+          auto obj = nlohmann::json::parse(body.substr(i, end - i), nullptr, false);
+          if (!obj.is_discarded() && obj.is_object() &&
+              (obj.contains("prompt_tokens") || obj.contains("completion_tokens") || obj.contains("input_tokens"))) {
+            nlohmann::json wrapper;
+            wrapper["usage"] = std::move(obj);
+            if (auto u = extract_usage(wrapper)) return u;
+          }
+        }
+      }
+    }
+  }
+  if (parsed_all) *parsed_all = true;
+  auto full = nlohmann::json::parse(body, nullptr, false);
+  if (full.is_discarded()) return std::nullopt;
+  return extract_usage(full);
+}
+
 }  // namespace gw::providers

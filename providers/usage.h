@@ -52,6 +52,11 @@ inline std::optional<usage> extract_usage(const char* json_text) {
 // JSON, Russian, Chinese and Japanese; about -20% on base64/hash-heavy JSON and -25% on German.
 // Short texts of rare words can be off by a third ("tiktoken": 1 estimated, 3 real).
 // Linear time, no allocation.
+// Usage of a whole non-streaming response body without building its full DOM: finds the last
+// top-level-looking `"usage": {...}` object and parses only that; falls back to a full parse when
+// that does not work out. `parsed_all` (optional) receives whether the fallback ran.
+std::optional<usage> extract_response_usage(std::string_view body, bool* parsed_all = nullptr);
+
 std::int64_t estimate_tokens(std::string_view text);
 
 // Estimated prompt size of an OpenAI request body: chat `messages` (content as a string or an array

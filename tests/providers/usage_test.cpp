@@ -325,3 +325,29 @@ TEST(estimate_prompt_tokens, unknown_shapes_are_zero) {
 
 }  // namespace
 }  // namespace gw::providers
+
+TEST(usage_fast_path, finds_usage_without_full_parse_and_falls_back_when_needed) {
+  using gw::providers::extract_response_usage;
+  bool full = true;
+  auto u = extract_response_usage(
+      R"({"id":"x","choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 999}"}}],)"
+      R"( "usage" : {"prompt_tokens":12,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":2}}})",
+      &full);
+  ASSERT_TRUE(u);
+  EXPECT_FALSE(full);
+  EXPECT_EQ(u->prompt_tokens, 12);
+  EXPECT_EQ(u->completion_tokens, 4);
+  EXPECT_EQ(u->cached_prompt_tokens, 2);
+  // An escaped look-alike inside a string is not a key: the real usage (first) is found.
+  auto v = extract_response_usage(
+      R"({"usage":{"prompt_tokens":3,"completion_tokens":1},"choices":[{"text":"x \"usage\": {\"a\":1}"}]})", &full);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(v->prompt_tokens, 3);
+  // The last "usage" key is not the usage object: the full parse takes over.
+  auto w = extract_response_usage(R"({"usage":{"prompt_tokens":5,"completion_tokens":2},"meta":{"usage":"n/a"}})", &full);
+  ASSERT_TRUE(w);
+  EXPECT_TRUE(full);
+  EXPECT_EQ(w->prompt_tokens, 5);
+  EXPECT_FALSE(extract_response_usage(R"({"choices":[]})"));
+  EXPECT_FALSE(extract_response_usage("not json"));
+}
