@@ -1,6 +1,6 @@
 #pragma once
-// What the gateway knows about one finished request: the hand-over point to the ledger
-// (RocksDB-backed recording is the ledger issue's work; today the access log consumes this).
+// What the gateway knows about one finished request: one ledger entry (ledger/ledger.h), the
+// access log line and the metrics all come from it.
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -33,6 +33,13 @@ struct request_record {
   std::chrono::microseconds latency{0};
   std::chrono::microseconds ttft{-1};  // -1: none
   std::chrono::microseconds upstream_time{0};
+
+  // Money (see ledger/money.h): integer pico-dollars. `priced` false = a price was missing; the
+  // request is counted as unpriced, never as $0.
+  std::string provider;  // provider of `target` ("" for local targets)
+  std::int64_t cost_pusd = 0;
+  bool priced = false;
+  std::chrono::microseconds engine_busy{0};  // local engine time spent on this request
 };
 
 }  // namespace gw::ledger

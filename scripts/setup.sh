@@ -11,7 +11,7 @@ APT_PACKAGES=(
   nlohmann-json3-dev
   libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libyaml-cpp-dev libspdlog-dev libcli11-dev
+  libyaml-cpp-dev libspdlog-dev libcli11-dev zlib1g-dev openssl
   wrk nginx-light curl
 )
 
