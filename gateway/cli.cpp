@@ -1,13 +1,19 @@
 #include "gateway/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <condition_variable>
 #include <csignal>
+#include <mutex>
+#include <thread>
 #include <filesystem>
 #include <iostream>
 #include <spdlog/spdlog.h>
 
 #include "gateway/auth.h"
 #include "gateway/config.h"
+#include "gateway/ledger_setup.h"
+#include "gateway/reports.h"
+#include "ledger/ledger.h"
 #include "gateway/server.h"
 
 namespace gw::gateway {
@@ -25,18 +31,58 @@ int serve(const std::string& path) {
     std::cerr << "tollgate: " << e.what() << "\n";
     return 2;
   }
-  server srv(loaded.cfg);
+  std::unique_ptr<ledger::ledger> ledger;
+  if (loaded.cfg->ledger.enabled) {
+    std::string error;
+    ledger = open_ledger(*loaded.cfg, /*read_only=*/false, &error);
+    if (!ledger) {
+      std::cerr << "tollgate: " << error << "\n";
+      return 1;
+    }
+  }
+  server_hooks hooks;
+  hooks.ledger = ledger.get();
+  server srv(loaded.cfg, std::move(hooks));
   auto log = spdlog::get("tollgate");
   for (const auto& w : loaded.warnings) log->warn("{}", w);
   log->info("tollgate starting with {} ({} targets, {} model aliases)", path,
             loaded.cfg->targets.size(), loaded.cfg->models.size());
+  if (ledger) log->info("ledger: {} (sync: {})", ledger_path(*loaded.cfg), loaded.cfg->ledger.sync);
+  else log->warn("ledger disabled (ledger.enabled: false): requests are not recorded");
   try {
     srv.start();
   } catch (const std::exception& e) {
     log->error("{}", e.what());
     return 1;
   }
+  // Retention: prune raw entries older than ledger.retention_days, at start and every hour.
+  std::mutex prune_mu;
+  std::condition_variable prune_cv;
+  bool stopping = false;
+  std::thread pruner;
+  if (ledger && loaded.cfg->ledger.retention_days > 0) {
+    pruner = std::thread([&] {
+      std::unique_lock lock(prune_mu);
+      do {
+        auto cutoff = std::chrono::system_clock::now() - std::chrono::days(loaded.cfg->ledger.retention_days);
+        std::uint64_t removed = 0;
+        auto st = ledger->prune(cutoff, &removed);
+        if (!st.ok()) log->error("ledger prune failed: {}", st.message);
+        else if (removed) log->info("ledger: pruned {} entries older than {} days", removed, loaded.cfg->ledger.retention_days);
+      } while (!prune_cv.wait_for(lock, std::chrono::hours(1), [&] { return stopping; }));
+    });
+  }
   srv.run_until_signal();
+  {
+    std::lock_guard lock(prune_mu);
+    stopping = true;
+  }
+  prune_cv.notify_all();
+  if (pruner.joinable()) pruner.join();
+  if (ledger) {
+    auto st = ledger->flush();
+    if (!st.ok()) log->error("ledger flush at exit failed: {}", st.message);
+  }
   return 0;
 }
 
@@ -53,6 +99,98 @@ int check_config(const std::string& path) {
     std::cerr << e.what() << "\n";
     return 1;
   }
+}
+
+// ---- report / export (read-only view of <data_dir>/ledger: safe while `serve` writes it) ----
+
+// The config and its ledger for a report; prints the problem and returns nullptr on failure.
+std::unique_ptr<ledger::ledger> open_report_ledger(const std::string& config_path,
+                                                   std::shared_ptr<const config>* cfg) {
+  try {
+    *cfg = load_config_file(config_path).cfg;
+  } catch (const std::exception& e) {
+    std::cerr << "tollgate: " << e.what() << "\n";
+    return nullptr;
+  }
+  std::string error;
+  auto l = open_ledger(**cfg, /*read_only=*/true, &error);
+  if (!l) std::cerr << "tollgate: " << error << "\n";
+  return l;
+}
+
+// --from/--to: "YYYY-MM-DD", or empty for today in the ledger's timezone (reports.timezone).
+bool report_days(const std::string& from_s, const std::string& to_s, int utc_offset_minutes,
+                 ledger::day_index* from, ledger::day_index* to) {
+  const ledger::day_index today = ledger::to_day(std::chrono::system_clock::now(), utc_offset_minutes);
+  auto one = [&](const std::string& text, const char* name, ledger::day_index* out) {
+    auto d = text.empty() ? std::optional(today) : parse_report_day(text);
+    if (!d) std::cerr << "tollgate: " << name << " must be a date YYYY-MM-DD, got '" << text << "'\n";
+    else *out = *d;
+    return d.has_value();
+  };
+  if (!one(from_s, "--from", from) || !one(to_s, "--to", to)) return false;
+  if (*from > *to) {
+    std::cerr << "tollgate: --from " << ledger::day_string(*from) << " is after --to " << ledger::day_string(*to)
+              << "\n";
+    return false;
+  }
+  return true;
+}
+
+int report_daily_cmd(const std::string& config_path, const std::string& from_s, const std::string& to_s,
+                     const std::string& by_s, const std::string& format_s) {
+  auto by = ledger::parse_dimension(by_s);
+  if (!by) {
+    std::cerr << "tollgate: --by must be target, model, key, team, route or total, got '" << by_s << "'\n";
+    return 1;
+  }
+  auto format = parse_report_format(format_s);
+  if (!format) {
+    std::cerr << "tollgate: --format must be table, csv or json, got '" << format_s << "'\n";
+    return 1;
+  }
+  std::shared_ptr<const config> cfg;
+  auto l = open_report_ledger(config_path, &cfg);
+  if (!l) return 1;
+  ledger::day_index from = 0, to = 0;
+  if (!report_days(from_s, to_s, cfg->reports.utc_offset_minutes, &from, &to)) return 1;
+  auto result = daily_report(*l, from, to, *by, *format);
+  if (auto* e = std::get_if<api_error>(&result)) {
+    std::cerr << "tollgate: " << e->message << "\n";
+    return 1;
+  }
+  std::cout << std::get<std::string>(result) << std::flush;
+  if (!std::cout) {
+    std::cerr << "tollgate: cannot write the report to stdout\n";
+    return 1;
+  }
+  return 0;
+}
+
+int export_cmd(const std::string& config_path, const std::string& from_s, const std::string& to_s,
+               const std::string& format_s) {
+  auto format = parse_export_format(format_s);
+  if (!format) {
+    std::cerr << "tollgate: --format must be csv or jsonl, got '" << format_s << "'\n";
+    return 1;
+  }
+  std::shared_ptr<const config> cfg;
+  auto l = open_report_ledger(config_path, &cfg);
+  if (!l) return 1;
+  const int offset = cfg->reports.utc_offset_minutes;
+  ledger::day_index from = 0, to = 0;
+  if (!report_days(from_s, to_s, offset, &from, &to)) return 1;
+  // Both dates inclusive, as calendar days of the ledger's timezone: [from 00:00, to+1 00:00).
+  auto day_start = [&](ledger::day_index d) {
+    return std::chrono::system_clock::time_point(std::chrono::sys_days{std::chrono::days{d}}) -
+           std::chrono::minutes(offset);
+  };
+  auto st = export_entries(*l, day_start(from), day_start(to + 1), *format, std::cout);
+  if (!st.ok()) {
+    std::cerr << "tollgate: export failed: " << st.message << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -76,6 +214,27 @@ int run_cli(int argc, char** argv) {
   auto* hash_cmd = app.add_subcommand("hash-key", "Print the SHA-256 of an API key, for auth.keys[].key_sha256");
   hash_cmd->add_option("key", key, "The key (read from stdin when omitted)");
 
+  // report daily / export: read-only views of the ledger (docs/reports.md).
+  std::string report_config = default_config, report_from, report_to, report_by = "target",
+              report_format_s = "table";
+  auto* report_cmd = app.add_subcommand("report", "Reports from the ledger (works while serve runs)");
+  report_cmd->require_subcommand(1);
+  auto* daily_cmd = report_cmd->add_subcommand("daily", "Requests, tokens, cost and latency per day and group");
+  daily_cmd->add_option("-c,--config", report_config, "Config file (its server.data_dir holds the ledger)")
+      ->capture_default_str();
+  daily_cmd->add_option("--from", report_from, "First day, YYYY-MM-DD (default: today)");
+  daily_cmd->add_option("--to", report_to, "Last day, inclusive, YYYY-MM-DD (default: today)");
+  daily_cmd->add_option("--by", report_by, "target|model|key|team|route|total")->capture_default_str();
+  daily_cmd->add_option("--format", report_format_s, "table|csv|json")->capture_default_str();
+
+  std::string export_config = default_config, export_from, export_to, export_format_s = "jsonl";
+  auto* export_cmd_app = app.add_subcommand("export", "Raw ledger entries of a date range, streamed to stdout");
+  export_cmd_app->add_option("-c,--config", export_config, "Config file (its server.data_dir holds the ledger)")
+      ->capture_default_str();
+  export_cmd_app->add_option("--from", export_from, "First day, YYYY-MM-DD (default: today)");
+  export_cmd_app->add_option("--to", export_to, "Last day, inclusive, YYYY-MM-DD (default: today)");
+  export_cmd_app->add_option("--format", export_format_s, "csv|jsonl")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -88,6 +247,8 @@ int run_cli(int argc, char** argv) {
     std::cout << sha256_hex(key) << "\n";
     return 0;
   }
+  if (*daily_cmd) return report_daily_cmd(report_config, report_from, report_to, report_by, report_format_s);
+  if (*export_cmd_app) return export_cmd(export_config, export_from, export_to, export_format_s);
   return 1;
 }
 

@@ -54,7 +54,9 @@ constexpr std::int64_t unbounded = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t max_price_usd_per_mtok = 1'000'000;
 constexpr std::size_t min_client_key_chars = 8;
 
-const key_list top_keys = {"server", "auth", "providers", "targets", "models"};
+const key_list top_keys = {"server", "ledger", "reports", "auth", "providers", "targets", "models"};
+const key_list ledger_keys = {"enabled", "sync", "sync_interval_ms", "retention_days"};
+const key_list reports_keys = {"timezone"};
 const key_list server_keys = {"listen",   "io_threads", "shutdown_grace_ms", "data_dir",
                               "log_level", "access_log", "limits"};
 const key_list limits_keys = {"max_body_bytes",          "max_header_bytes",
@@ -266,6 +268,8 @@ class parser {
       parse_server(*e, cfg->server);
     }
     if (cfg->server.listeners.empty()) cfg->server.listeners.emplace_back();
+    if (const entry* e = find_entry(top, "ledger")) parse_ledger(*e, cfg->ledger);
+    if (const entry* e = find_entry(top, "reports")) parse_reports(*e, cfg->reports);
 
     const entry* auth = find_entry(top, "auth");
     if (!auth) {
@@ -523,6 +527,41 @@ class parser {
         s.access_log = boolean(e);
       } else if (e.name == "limits") {
         parse_limits(e, s.limits);
+      }
+    }
+  }
+
+  void parse_ledger(const entry& section, ledger_config& l) {
+    for (const entry& e : map_entries(section, &ledger_keys)) {
+      if (e.name == "enabled") {
+        l.enabled = boolean(e);
+      } else if (e.name == "sync") {
+        l.sync = string_value(e);
+        if (l.sync != "interval" && l.sync != "always" && l.sync != "none")
+          fail(e.line(), e.path, "unknown sync mode '" + l.sync + "'; expected interval, always or none");
+      } else if (e.name == "sync_interval_ms") {
+        l.sync_interval = duration(e, 1);
+      } else if (e.name == "retention_days") {
+        l.retention_days = static_cast<int>(integer(e, 0, 100'000));
+      }
+    }
+  }
+
+  void parse_reports(const entry& section, reports_config& r) {
+    for (const entry& e : map_entries(section, &reports_keys)) {
+      if (e.name == "timezone") {
+        r.timezone = string_value(e);
+        const std::string& tz = r.timezone;
+        if (tz == "UTC" || tz == "Z") {
+          r.utc_offset_minutes = 0;
+        } else if (tz.size() == 6 && (tz[0] == '+' || tz[0] == '-') && tz[3] == ':' && std::isdigit(tz[1]) &&
+                   std::isdigit(tz[2]) && std::isdigit(tz[4]) && std::isdigit(tz[5])) {
+          int h = (tz[1] - '0') * 10 + (tz[2] - '0'), m = (tz[4] - '0') * 10 + (tz[5] - '0');
+          if (h > 14 || m > 59) fail(e.line(), e.path, "offset out of range: '" + tz + "'");
+          r.utc_offset_minutes = (tz[0] == '-' ? -1 : 1) * (h * 60 + m);
+        } else {
+          fail(e.line(), e.path, "expected UTC or a fixed offset like +02:00, got '" + tz + "'");
+        }
       }
     }
   }

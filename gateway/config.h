@@ -78,9 +78,24 @@ struct model_alias {
   std::vector<std::string> targets;
 };
 
+// The request ledger (ledger/ledger.h) in <server.data_dir>/ledger.
+struct ledger_config {
+  bool enabled = true;
+  std::string sync = "interval";  // interval | always | none (see ledger::sync_mode)
+  std::chrono::milliseconds sync_interval{100};
+  int retention_days = 0;  // 0 = keep raw entries forever (aggregates are always kept)
+};
+
+struct reports_config {
+  std::string timezone = "UTC";  // "UTC" or a fixed offset "+HH:MM" / "-HH:MM"
+  int utc_offset_minutes = 0;    // parsed from timezone
+};
+
 struct config {
   std::string source_file;  // path it was loaded from
   server_config server;
+  ledger_config ledger;
+  reports_config reports;
   auth_config auth;
   std::map<std::string, providers::target_spec> targets;  // by name
   std::vector<model_alias> models;                        // in file order

@@ -16,6 +16,7 @@
 #include "gateway/api.h"
 #include "gateway/app.h"
 #include "gateway/auth.h"
+#include "ledger/ledger.h"
 #include "policies/plan.h"
 
 namespace gw::gateway {
@@ -66,6 +67,9 @@ struct request_state {
   std::chrono::microseconds upstream_time{0};
   std::optional<clock_type::time_point> first_byte;
   bool done = false;
+  bool model_request = false;  // authenticated model endpoint: goes to the ledger
+  bool recorded = false;       // handed to the ledger
+  ledger::request_record committed_record;
 };
 
 template <class Stream>
@@ -154,8 +158,12 @@ class http_session final : public session_base,
     outcome_ = std::move(out);
     req_->call.reset();
     if (stream_res_) {
-      finish_stream_ = true;
-      if (!writing_ && !stream_failed_) flush_stream();
+      if (stream_failed_) return;
+      // The terminating chunk waits for the ledger; the events already queued keep flowing.
+      commit_to_ledger(make_record(outcome_->client_gone ? 499 : 200, ""), [self = this->shared_from_this()] {
+        self->finish_stream_ = true;
+        if (!self->writing_ && !self->stream_failed_) self->flush_stream();
+      });
       return;
     }
     stop_watch();
@@ -319,6 +327,7 @@ class http_session final : public session_base,
     }
     if (method != http::verb::post)
       return send_error(api_error::method_not_allowed("Use POST " + std::string(path) + "."));
+    req_->model_request = true;
     auto parsed = parse_model_request(*ep, msg.body());
     if (auto* err = std::get_if<api_error>(&parsed)) return send_error(*err);
     forward(*ep, std::move(std::get<model_request>(parsed)), *cfg);
@@ -545,6 +554,16 @@ class http_session final : public session_base,
   }
 
   void write_response(http::response<http::string_body>&& res, std::string error_code) {
+    if (req_->model_request && !req_->recorded && app_.hooks.ledger) {
+      // Durability promise: the entry is in the ledger's WAL before the response leaves.
+      auto rec = make_record(res.result_int(), error_code);
+      auto held = std::make_shared<http::response<http::string_body>>(std::move(res));
+      commit_to_ledger(std::move(rec), [self = this->shared_from_this(), held, error_code]() mutable {
+        if (self->closed_) return self->finish_request(499, "client_closed_request");
+        self->write_response(std::move(*held), std::move(error_code));
+      });
+      return;
+    }
     common_headers(res, req_->forwarding ? overhead_ms(outcome_ ? outcome_->upstream_time
                                                                : req_->upstream_time)
                                          : -1.0);
@@ -585,11 +604,10 @@ class http_session final : public session_base,
     do_read();
   }
 
-  // ---- the end of a request: metrics, access log, record ----
-  void finish_request(int status, const std::string& error_code) {
-    if (!req_ || req_->done) return;
-    req_->done = true;
-    app_.stats->request_finished();
+  // ---- the end of a request: ledger, metrics, access log ----
+
+  // Everything known about the request now. Cost from the answering target's integer prices.
+  ledger::request_record make_record(int status, const std::string& error_code) {
     auto end = clock_type::now();
     ledger::request_record r;
     r.request_id = req_->id;
@@ -621,11 +639,74 @@ class http_session final : public session_base,
       r.fallbacks = o.fallbacks;
       r.upstream_time = o.upstream_time;
       if (o.client_gone) r.status = 499;
-      for (const auto& a : o.attempts)
+      if (o.stream_truncated && r.error_code.empty()) r.error_code = "upstream_stream_error";
+      const providers::target_spec* spec = req_->cfg ? req_->cfg->find_target(o.target) : nullptr;
+      if (spec) {
+        r.provider = spec->provider;
+        price_request(*spec, r);
+      }
+    } else {
+      r.priced = true;  // nothing reached an upstream: it cost nothing, exactly
+    }
+    return r;
+  }
+
+  // cost = uncached prompt × input + cached prompt × cached_input (input when the target has no
+  // cached price) + completion × output; unpriced (never $0) when a needed price is missing.
+  static void price_request(const providers::target_spec& spec, ledger::request_record& r) {
+    const auto& p = spec.prices;
+    std::int64_t cached = std::clamp<std::int64_t>(r.cached_prompt_tokens, 0, std::max<std::int64_t>(0, r.prompt_tokens));
+    std::int64_t uncached = std::max<std::int64_t>(0, r.prompt_tokens) - cached;
+    std::int64_t completion = std::max<std::int64_t>(0, r.completion_tokens);
+    bool need_in = uncached > 0 || (cached > 0 && !p.cached_input);
+    if ((need_in && !p.input) || (completion > 0 && !p.output) || (cached > 0 && !p.cached_input && !p.input)) {
+      r.priced = false;
+      r.cost_pusd = 0;
+      return;
+    }
+    auto a = ledger::token_cost(uncached, p.input.value_or(0));
+    auto b = ledger::token_cost(cached, p.cached_input ? *p.cached_input : p.input.value_or(0));
+    auto c = ledger::token_cost(completion, p.output.value_or(0));
+    if (!a || !b || !c || *a > INT64_MAX - *b || *a + *b > INT64_MAX - *c) {
+      r.priced = false;
+      return;
+    }
+    r.priced = true;
+    r.cost_pusd = *a + *b + *c;
+  }
+
+  // Model requests go to the ledger; `then` runs on this session's thread once the entry is in the
+  // WAL (or at once without a ledger, or when it failed: the failure is logged, the response still
+  // goes out).
+  void commit_to_ledger(ledger::request_record r, std::function<void()> then) {
+    ledger::ledger* l = app_.hooks.ledger;
+    if (!l || !req_ || !req_->model_request || req_->recorded) {
+      if (then) then();
+      return;
+    }
+    req_->recorded = true;
+    req_->committed_record = r;
+    l->record(std::move(r), [self = this->shared_from_this(), then = std::move(then), &io = w_.io](const ledger::status& st) {
+      asio::post(io, [self, then, st] {
+        if (!st.ok() && st.c != ledger::status::code::duplicate)
+          self->app_.log->error("ledger: request {} not recorded: {}", self->req_ ? self->req_->id : "?", st.message);
+        if (then) then();
+      });
+    });
+  }
+
+  void finish_request(int status, const std::string& error_code) {
+    if (!req_ || req_->done) return;
+    req_->done = true;
+    app_.stats->request_finished();
+    auto end = clock_type::now();
+    ledger::request_record r = make_record(status, error_code);
+    // Not yet in the ledger (client gone, write failed): record it now, without waiting.
+    if (req_->model_request && !req_->recorded) commit_to_ledger(r, nullptr);
+    if (outcome_)
+      for (const auto& a : outcome_->attempts)
         if (!a.failure.empty() && !a.failure.starts_with("skipped"))
           app_.stats->record_upstream_error(w_.index, a.target, a.failure);
-      if (o.stream_truncated && r.error_code.empty()) r.error_code = "upstream_stream_error";
-    }
     request_sample s;
     s.endpoint = known_endpoint(r.endpoint);
     s.route = r.route;

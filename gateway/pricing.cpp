@@ -117,7 +117,9 @@ class parser {
     if (!n.IsMap()) fail(line, path, "expected a map, got " + kind_of(n));
     std::vector<field> out;
     for (auto it = n.begin(); it != n.end(); ++it) {
-      const YAML::Node& k = it->first;
+      // Copies: the iterator hands out a temporary pair, a reference into it would dangle.
+      const YAML::Node k = it->first;
+      const YAML::Node v = it->second;
       const int kl = line_of(k, line);
       if (!k.IsScalar()) fail(kl, path, "map keys must be plain strings, got " + kind_of(k));
       const std::string& name = k.Scalar();
@@ -128,7 +130,7 @@ class parser {
       if (std::find(known.begin(), known.end(), name) == known.end()) {
         fail(kl, p, "unknown key '" + name + "' (expected one of: " + join(known) + ")");
       }
-      out.push_back(field{name, p, kl, it->second});
+      out.push_back(field{name, p, kl, v});
     }
     return out;
   }

@@ -12,12 +12,18 @@
 #include "gateway/config.h"
 #include "ledger/record.h"
 
+namespace gw::ledger {
+class ledger;
+}
+
 namespace gw::gateway {
 
 struct server_hooks {
   // Called on an I/O thread for every finished request, after the access log. Must be fast and
   // thread-safe. (The ledger plugs in here.)
   std::function<void(const ledger::request_record&)> on_record;
+  // Where model requests are recorded (not owned; must outlive the server). Null: no ledger.
+  ledger::ledger* ledger = nullptr;
 };
 
 class server {

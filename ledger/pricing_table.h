@@ -26,7 +26,7 @@ struct model_price {
 
 struct gpu_price {
   std::string gpu;       // e.g. "H100-80GB"; unique within a table
-  pico_usd per_hour = 0; // p$ per GPU-hour (one GPU, on-demand list price)
+  pico_usd per_hour = 0; // p$ per GPU-hour for one GPU (list price; the file says which offering)
   std::string provider;  // the cloud the price is from
   std::string source;
   std::string checked;

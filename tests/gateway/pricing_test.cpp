@@ -9,6 +9,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <unistd.h>
 
 #include "ledger/pricing_table.h"
 
@@ -295,10 +296,8 @@ TEST(pricing, file_errors_name_the_file) {
     EXPECT_NE(std::string(e.what()).find(missing.string()), std::string::npos) << e.what();
   }
 
-  const std::filesystem::path bad =
-      std::filesystem::temp_directory_path() /
-      ("tollgate-pricing-test-" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-       ".yaml");
+  const std::filesystem::path bad = std::filesystem::temp_directory_path() /
+                                    ("tollgate-pricing-test-" + std::to_string(::getpid()) + ".yaml");
   std::ofstream(bad) << "as_of: 2026-11-25\nmodels:\n  - {provider: openai}\n";
   try {
     load_pricing_file(bad.string());

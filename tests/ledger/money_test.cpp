@@ -192,7 +192,8 @@ TEST(money, to_usd_double_is_for_display) {
   EXPECT_DOUBLE_EQ(to_usd_double(1'500'000'000'000), 1.5);
   EXPECT_DOUBLE_EQ(to_usd_double(-250'000'000'000), -0.25);
   EXPECT_DOUBLE_EQ(to_usd_double(0), 0.0);
-  EXPECT_DOUBLE_EQ(to_usd_double(static_cast<wide_pico_usd>(max64) * 4), 4.0 * 9223372.036854775807);
+  EXPECT_DOUBLE_EQ(to_usd_double(static_cast<wide_pico_usd>(max64) * 4),
+                   4.0 * 9223372.036854775807);
 }
 
 }  // namespace

@@ -17,9 +17,12 @@ namespace gw::test {
 
 class gateway_harness {
  public:
-  explicit gateway_harness(const std::string& yaml, const std::string& file_name = "test.yaml") {
+  // With `ledger` set, model requests are recorded there (the caller owns it).
+  explicit gateway_harness(const std::string& yaml, const std::string& file_name = "test.yaml",
+                           ledger::ledger* ledger = nullptr) {
     auto loaded = gateway::load_config_text(yaml, file_name);
     gateway::server_hooks hooks;
+    hooks.ledger = ledger;
     hooks.on_record = [this](const ledger::request_record& r) {
       std::lock_guard lock(mu_);
       records_.push_back(r);
