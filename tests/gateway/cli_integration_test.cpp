@@ -117,7 +117,8 @@ TEST(cli, serve_reloads_on_sighup_and_exits_zero_on_sigterm) {
   temp_dir d;
   fake_upstream up;
   auto port = free_port();
-  std::string base = "server: {listen: \"127.0.0.1:" + std::to_string(port) + "\", io_threads: 1}\nauth: none\n"
+  std::string base = "server: {listen: \"127.0.0.1:" + std::to_string(port) + "\", io_threads: 1, data_dir: " +
+                     (d.path / "data").string() + "}\nauth: none\n"
                      "targets:\n  t:\n    base_url: " + up.base_url() + "\nmodels:\n  m1: [t]\n";
   auto cfg = d.path / "tollgate.yaml";
   std::ofstream(cfg) << base;
@@ -144,6 +145,7 @@ TEST(cli, serve_reloads_on_sighup_and_exits_zero_on_sigterm) {
   auto log = slurp(d.path / "stderr");
   EXPECT_NE(log.find("client authentication is off"), std::string::npos) << log;
   EXPECT_NE(log.find("shutdown complete"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(d.path / "data" / "ledger" / "CURRENT"));  // requests went to the ledger
   // Access log: one JSON line per request on stdout.
   std::istringstream lines(slurp(d.path / "stdout"));
   std::string line;
