@@ -16,6 +16,7 @@
 #include "gateway/api.h"
 #include "gateway/app.h"
 #include "gateway/auth.h"
+#include "gateway/reports.h"
 #include "ledger/ledger.h"
 #include "policies/plan.h"
 
@@ -303,6 +304,18 @@ class http_session final : public session_base,
         return send_error(api_error::not_found("The model `" + std::string(path.substr(11)) + "` does not exist.",
                                                "model_not_found"));
       return send_json(200, std::move(*body));
+    }
+    if (path == "/v1/reports/daily") {
+      if (!req_->client.admin) return send_error(api_error::forbidden("Reports need an admin key."));
+      if (method != http::verb::get) return send_error(api_error::method_not_allowed("Use GET /v1/reports/daily."));
+      if (!app_.hooks.ledger)
+        return send_error(api_error::not_found("The ledger is disabled (ledger.enabled: false).", "ledger_disabled"));
+      auto q = target.find('?');
+      auto answer = daily_report_http(*app_.hooks.ledger, q == std::string_view::npos ? "" : target.substr(q + 1));
+      http::response<http::string_body> res{static_cast<http::status>(answer.status), 11};
+      res.set(http::field::content_type, answer.content_type);
+      res.body() = std::move(answer.body);
+      return write_response(std::move(res), answer.status == 200 ? "" : "report_error");
     }
     if (path == "/admin/reload") {
       if (!req_->client.admin) return send_error(api_error::forbidden("This endpoint needs an admin key."));

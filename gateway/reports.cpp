@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <vector>
 
 #include "ledger/money.h"
@@ -117,7 +116,14 @@ std::string render_table(ledger::day_index from, ledger::day_index to, ledger::d
   std::vector<std::string> head = {"day", std::string(ledger::to_string(by)), "requests", "failed", "prompt_tok",
                                    "completion_tok", "cached_tok", "cost_usd", "unpriced", "lat_p50_ms",
                                    "lat_p95_ms", "ttft_p50_ms", "ttft_p95_ms"};
-  auto cells = [](std::string day, std::string group, const ledger::counters& c) {
+  // Costs are exact; all get as many decimals as the longest, so the points line up.
+  int cost_decimals = 2;
+  for (const auto& r : rows) {
+    auto text = ledger::format_usd(r.c.cost);
+    auto dot = text.find('.');
+    if (dot != std::string::npos) cost_decimals = std::max(cost_decimals, static_cast<int>(text.size() - dot - 1));
+  }
+  auto cells = [cost_decimals](std::string day, std::string group, const ledger::counters& c) {
     auto ms = [](const ledger::latency_histogram& h, double p) {
       auto v = h.quantile_ms(p);
       if (!v) return std::string("-");
@@ -128,7 +134,7 @@ std::string render_table(ledger::day_index from, ledger::day_index to, ledger::d
     return std::vector<std::string>{std::move(day), std::move(group), std::to_string(c.requests),
                                     std::to_string(c.failed), std::to_string(c.prompt_tokens),
                                     std::to_string(c.completion_tokens), std::to_string(c.cached_prompt_tokens),
-                                    ledger::format_usd(c.cost), std::to_string(c.unpriced_requests),
+                                    ledger::format_usd(c.cost, cost_decimals), std::to_string(c.unpriced_requests),
                                     ms(c.latency, 0.5), ms(c.latency, 0.95), ms(c.ttft, 0.5), ms(c.ttft, 0.95)};
   };
   std::vector<std::vector<std::string>> lines = {head};

@@ -1,6 +1,8 @@
 #include "ledger/ledger.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/table.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/options.h>
 #include <rocksdb/utilities/checkpoint.h>
@@ -239,6 +241,10 @@ class rocks_ledger final : public ledger {
       for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
       delete db_;
     }
+    if (!secondary_dir_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(secondary_dir_, ec);  // the secondary's own info log / manifest copy
+    }
   }
 
   status open(const std::string& path) {
@@ -251,10 +257,18 @@ class rocks_ledger final : public ledger {
     entries_opts.compression = rocksdb::kLZ4Compression;
     rocksdb::ColumnFamilyOptions agg_opts;
     agg_opts.merge_operator = std::make_shared<counters_merge>();
+    // The exactly-once check looks up every new id, and new ids are (almost) never there: bloom
+    // filters on the id index (tables and memtable) answer those lookups without reading blocks.
+    rocksdb::ColumnFamilyOptions ids_opts;
+    rocksdb::BlockBasedTableOptions ids_table;
+    ids_table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    ids_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(ids_table));
+    ids_opts.memtable_whole_key_filtering = true;
+    ids_opts.memtable_prefix_bloom_size_ratio = 0.05;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
         {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
         {"entries", entries_opts},
-        {"ids", rocksdb::ColumnFamilyOptions()},
+        {"ids", ids_opts},
         {"aggregates", agg_opts},
     };
     rocksdb::Status s;

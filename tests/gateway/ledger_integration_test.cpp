@@ -125,3 +125,21 @@ TEST(ledger_integration, stream_cut_off_by_the_client_is_billed_for_what_was_gen
   EXPECT_TRUE(e.usage_estimated);
   EXPECT_GT(e.cost_pusd, 0);
 }
+
+TEST(ledger_integration, daily_report_over_http_matches_the_traffic) {
+  fake_upstream up;
+  temp_ledger tl;
+  gateway_harness gw(basic_config(up, nullptr, priced), "test.yaml", tl.l.get());
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(http_request(gw.port(), "/v1/chat/completions", chat).status, 200);
+  auto r = http_request(gw.port(), "/v1/reports/daily?by=target", "", {.method = "GET"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = json::parse(r.body);
+  ASSERT_EQ(j["rows"].size(), 1u);
+  EXPECT_EQ(j["rows"][0]["group"], "primary");
+  EXPECT_EQ(j["rows"][0]["requests"], 3);
+  EXPECT_EQ(j["totals"]["prompt_tokens"], 33);
+  EXPECT_EQ(j["totals"]["cost_pusd"], std::to_string(3 * (8 * 150000 + 3 * 75000 + 5 * 600000)));
+  auto csv = http_request(gw.port(), "/v1/reports/daily?by=target&format=csv", "", {.method = "GET"});
+  EXPECT_NE(csv.header("content-type").find("text/csv"), std::string::npos);
+  EXPECT_EQ(http_request(gw.port(), "/v1/reports/daily?by=nope", "", {.method = "GET"}).status, 400);
+}
