@@ -86,6 +86,35 @@ int serve(const std::string& path) {
   return 0;
 }
 
+// A RocksDB checkpoint of the ledger. The primary instance is locked while serve runs; then the
+// running server makes the copy (POST /admin/backup).
+int backup(const std::string& config_path, const std::string& dir) {
+  try {
+    auto loaded = load_config_file(config_path);
+    std::string error;
+    auto l = open_ledger(*loaded.cfg, /*read_only=*/false, &error);
+    if (!l) {
+      std::cerr << "tollgate: " << error
+                << (error.find("lock") != std::string::npos
+                        ? "\n(is `tollgate serve` running on this data_dir? then ask it: POST /admin/backup)"
+                        : "")
+                << "\n";
+      return 1;
+    }
+    auto st = l->checkpoint(dir);
+    if (!st.ok()) {
+      std::cerr << "tollgate: backup to " << dir << " failed: " << st.message << "\n";
+      return 1;
+    }
+    std::cout << "ledger copied to " << dir << " (open it with server.data_dir pointing at its parent's layout, "
+              << "or copy it to <data_dir>/ledger)\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "tollgate: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 int check_config(const std::string& path) {
   try {
     auto loaded = load_config_file(path);
@@ -211,6 +240,12 @@ int run_cli(int argc, char** argv) {
   check_cmd->add_option("-c,--config", check_config_opt, "Config file (alternative to the positional)");
 
   std::string key;
+  std::string backup_config = default_config, backup_dir;
+  auto* backup_cmd = app.add_subcommand(
+      "backup", "Write a consistent copy of the ledger to DIR (while serve runs: POST /admin/backup)");
+  backup_cmd->add_option("-c,--config", backup_config, "Config file")->capture_default_str();
+  backup_cmd->add_option("dir", backup_dir, "Directory to create (must not exist)")->required();
+
   auto* hash_cmd = app.add_subcommand("hash-key", "Print the SHA-256 of an API key, for auth.keys[].key_sha256");
   hash_cmd->add_option("key", key, "The key (read from stdin when omitted)");
 
@@ -240,6 +275,7 @@ int run_cli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (*backup_cmd) return backup(backup_config, backup_dir);
   if (*serve_cmd) return serve(serve_config);
   if (*check_cmd) return check_config(check_path.empty() ? check_config_opt : check_path);
   if (*hash_cmd) {

@@ -24,6 +24,8 @@
 #include <string_view>
 #include <utility>
 
+#include "gateway/pricing.h"
+
 namespace gw::gateway {
 
 namespace {
@@ -54,7 +56,8 @@ constexpr std::int64_t unbounded = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t max_price_usd_per_mtok = 1'000'000;
 constexpr std::size_t min_client_key_chars = 8;
 
-const key_list top_keys = {"server", "ledger", "reports", "auth", "providers", "targets", "models"};
+const key_list top_keys = {"server",    "ledger",  "reports", "auth",
+                           "providers", "targets", "models",  "pricing_file"};
 const key_list ledger_keys = {"enabled", "sync", "sync_interval_ms", "retention_days"};
 const key_list reports_keys = {"timezone"};
 const key_list server_keys = {"listen",   "io_threads", "shutdown_grace_ms", "data_dir",
@@ -71,7 +74,8 @@ const key_list provider_keys = {"base_url", "api_key",         "api_key_env",   
                                 "timeouts", "retry",           "circuit_breaker", "max_concurrency"};
 const key_list target_keys = {"provider", "model",    "prices",          "base_url",
                               "api_key",  "api_key_env", "headers",      "timeouts",
-                              "retry",    "circuit_breaker", "max_concurrency"};
+                              "retry",    "circuit_breaker", "max_concurrency", "self_hosted"};
+const key_list self_hosted_keys = {"gpu", "gpus", "usd_per_hour", "ops_usd_per_day", "reference", "tier"};
 const key_list timeout_keys = {"connect_ms", "first_byte_ms", "total_ms", "stream_idle_ms"};
 const key_list retry_keys = {"max_attempts", "base_delay_ms", "max_delay_ms"};
 const key_list breaker_keys = {"failure_threshold", "cooldown_ms"};
@@ -284,6 +288,7 @@ class parser {
     const entry* targets = find_entry(top, "targets");
     if (!targets) fail(1, "targets", "missing required key (at least one upstream target)");
     parse_targets(*targets, cfg->targets);
+    parse_self_hosted(find_entry(top, "pricing_file"), *cfg);
 
     const entry* models = find_entry(top, "models");
     if (!models) fail(1, "models", "missing required key (maps model names to targets)");
@@ -1002,6 +1007,7 @@ class parser {
           if (f.name == "cached_input_per_mtok") t.prices.cached_input = price(f);
         }
       }
+      if (const entry* sh = find_entry(entries, "self_hosted")) self_hosted_entries_.push_back(*sh);
       resolve_key(key, t);
       if (!t.api_key.empty()) {
         for (const auto& [name, value] : t.headers) {
@@ -1012,6 +1018,109 @@ class parser {
         }
       }
       out.emplace(te.name, std::move(t));
+    }
+  }
+
+  // ---- self-hosted GPU costs (breakeven report) -------------------------------------------
+
+  // A plain USD amount, exact (ledger::parse_usd, up to 12 decimals).
+  ledger::pico_usd usd_amount(const entry& e) const {
+    const std::string s = expand(raw_scalar(e, "an amount in USD"), e.line(), e.path);
+    if (const auto v = ledger::parse_usd(s)) return *v;
+    if (!s.empty() && s[0] == '-') fail(e.line(), e.path, "must not be negative (got " + s + ")");
+    fail(e.line(), e.path,
+         "expected a plain decimal amount in USD such as 2.49 (at most 12 decimals), got '" + s + "'");
+  }
+
+  // pricing_file relative to the config file's directory when it exists there, else as given.
+  std::string resolve_pricing_path(const std::string& p) const {
+    namespace fs = std::filesystem;
+    if (fs::path(p).is_absolute()) return p;
+    const fs::path dir = fs::path(file_).parent_path();
+    if (!dir.empty()) {
+      std::error_code ec;
+      const fs::path candidate = dir / p;
+      if (fs::exists(candidate, ec)) return candidate.string();
+    }
+    return p;
+  }
+
+  // Reads pricing_file and every targets.*.self_hosted map collected by parse_targets. The price
+  // table is loaded only when some target is self-hosted, so that a missing table never breaks a
+  // config that does not need it.
+  void parse_self_hosted(const entry* pricing_file, config& cfg) {
+    std::string given = cfg.pricing_file;
+    if (pricing_file) given = non_empty_string(*pricing_file);
+    cfg.pricing_file = resolve_pricing_path(given);
+    if (self_hosted_entries_.empty()) return;
+
+    const entry& first = self_hosted_entries_.front();
+    try {
+      cfg.pricing = std::make_shared<const ledger::pricing_table>(load_pricing_file(cfg.pricing_file));
+    } catch (const config_error&) {
+      throw;  // already names the price table's file and line
+    } catch (const std::exception& e) {
+      const int line = pricing_file ? pricing_file->line() : first.key_line;
+      fail(line, pricing_file ? pricing_file->path : std::string("pricing_file"),
+           std::string(e.what()) + " (needed by " + first.path +
+               "; set pricing_file to the price table, e.g. configs/pricing.yaml)");
+    }
+    const ledger::pricing_table& table = *cfg.pricing;
+
+    for (const entry& section : self_hosted_entries_) {
+      // section.path is "targets.<name>.self_hosted"
+      const std::string target = section.path.substr(8, section.path.size() - 8 - 12);
+      const std::vector<entry> entries = map_entries(section, &self_hosted_keys);
+      self_hosted_config sh;
+      const entry* gpu = find_entry(entries, "gpu");
+      const entry* per_hour = find_entry(entries, "usd_per_hour");
+      if (!gpu && !per_hour) {
+        fail(section.key_line, section.path + ".gpu",
+             "missing required key (a GPU of the price table, or usd_per_hour)");
+      }
+      if (gpu) sh.gpu = non_empty_string(*gpu);
+      if (per_hour) {
+        sh.per_hour = usd_amount(*per_hour);
+        sh.per_hour_from_config = true;
+      } else {
+        const ledger::gpu_price* g = table.find_gpu(sh.gpu);
+        if (!g) {
+          key_list names;
+          for (const ledger::gpu_price& p : table.gpus) names.push_back(p.gpu);
+          fail(gpu->line(), gpu->path,
+               "GPU '" + sh.gpu + "' is not in the price table " + cfg.pricing_file +
+                   did_you_mean(sh.gpu, names) + " (or give usd_per_hour)");
+        }
+        sh.per_hour = g->per_hour;
+      }
+      if (const entry* e = find_entry(entries, "gpus")) sh.gpus = static_cast<int>(integer(*e, 1, 100'000));
+      if (const entry* e = find_entry(entries, "ops_usd_per_day")) sh.ops_per_day = usd_amount(*e);
+      if (const entry* e = find_entry(entries, "tier")) sh.tier = static_cast<int>(integer(*e, 1, 3));
+      const entry* ref = find_entry(entries, "reference");
+      if (!ref) {
+        fail(section.key_line, section.path + ".reference",
+             "missing required key (a priced API as provider/model, e.g. openai/gpt-4o-mini)");
+      }
+      const std::string r = non_empty_string(*ref);
+      const std::size_t slash = r.find('/');
+      if (slash == std::string::npos || slash == 0 || slash + 1 == r.size()) {
+        fail(ref->line(), ref->path, "expected provider/model, e.g. openai/gpt-4o-mini, got '" + r + "'");
+      }
+      sh.reference_provider = r.substr(0, slash);
+      sh.reference_model = r.substr(slash + 1);
+      if (!table.find(sh.reference_provider, sh.reference_model)) {
+        std::vector<std::string> all;
+        for (const ledger::model_price& m : table.models) all.push_back(m.provider + "/" + m.model);
+        const key_list names(all.begin(), all.end());
+        fail(ref->line(), ref->path,
+             "'" + r + "' is not in the price table " + cfg.pricing_file + did_you_mean(r, names));
+      }
+      // A fleet must fit the day's cost in int64 p$ (about $9.2M/day).
+      const __int128 day = static_cast<__int128>(sh.per_hour) * sh.gpus * 24 + sh.ops_per_day;
+      if (day > std::numeric_limits<ledger::pico_usd>::max()) {
+        fail(section.key_line, section.path, "the daily cost of this fleet is too large");
+      }
+      cfg.self_hosted.emplace(target, std::move(sh));
     }
   }
 
@@ -1059,6 +1168,7 @@ class parser {
   std::string file_;
   std::vector<std::string> warnings_;
   std::vector<provider_def> providers_;
+  std::vector<entry> self_hosted_entries_;  // targets.*.self_hosted, in file order
 };
 
 }  // namespace

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "ledger/money.h"
+#include "ledger/pricing_table.h"
 #include "providers/target.h"
 
 namespace gw::gateway {
@@ -91,6 +93,20 @@ struct reports_config {
   int utc_offset_minutes = 0;    // parsed from timezone
 };
 
+// targets.<name>.self_hosted: an OpenAI-compatible server on the user's own GPUs (vLLM, llama.cpp
+// server, ...), paid per hour provisioned whether busy or idle. Used by the breakeven report
+// (gateway/breakeven.h) to compare against what a priced API would have cost.
+struct self_hosted_config {
+  std::string gpu;                 // the pricing table's gpus[].gpu; "" when usd_per_hour is given
+  int gpus = 1;                    // >= 1
+  ledger::pico_usd per_hour = 0;   // p$ per hour for ONE GPU: usd_per_hour, else the table's price
+  bool per_hour_from_config = false;  // true: usd_per_hour overrode the table
+  ledger::pico_usd ops_per_day = 0;   // p$ per day on top (power, ops); 0 by default
+  std::string reference_provider;  // the priced API row to compare against ("openai")
+  std::string reference_model;     // ("gpt-4o-mini")
+  int tier = 1;                    // 1..3: the cheapest-API comparison uses rows of tier >= this
+};
+
 struct config {
   std::string source_file;  // path it was loaded from
   server_config server;
@@ -99,6 +115,14 @@ struct config {
   auth_config auth;
   std::map<std::string, providers::target_spec> targets;  // by name
   std::vector<model_alias> models;                        // in file order
+  // pricing_file as resolved (relative to the config file's directory when the file is there,
+  // else as given, i.e. relative to the working directory).
+  std::string pricing_file = "configs/pricing.yaml";
+  // Targets with a self_hosted map, by target name.
+  std::map<std::string, self_hosted_config> self_hosted;
+  // The price table, loaded only when some target is self_hosted (nullptr otherwise: a missing
+  // pricing file is then not an error).
+  std::shared_ptr<const ledger::pricing_table> pricing;
 
   // nullptr when the model is not configured (and there is no "*" alias).
   const model_alias* find_alias(std::string_view model) const;

@@ -10,6 +10,7 @@
 #include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -316,6 +317,23 @@ class http_session final : public session_base,
       res.set(http::field::content_type, answer.content_type);
       res.body() = std::move(answer.body);
       return write_response(std::move(res), answer.status == 200 ? "" : "report_error");
+    }
+    if (path == "/admin/backup") {
+      if (!req_->client.admin) return send_error(api_error::forbidden("This endpoint needs an admin key."));
+      if (method != http::verb::post) return send_error(api_error::method_not_allowed("Use POST /admin/backup."));
+      if (!app_.hooks.ledger)
+        return send_error(api_error::not_found("The ledger is disabled (ledger.enabled: false).", "ledger_disabled"));
+      // Always under <data_dir>/backups: an HTTP caller never chooses a path on this machine.
+      auto stamp = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+      auto dir = std::filesystem::path(cfg->server.data_dir) / "backups" / ("ledger-" + std::to_string(stamp) + "-" + req_->id);
+      std::error_code fec;
+      std::filesystem::create_directories(dir.parent_path(), fec);
+      auto st = app_.hooks.ledger->checkpoint(dir.string());
+      if (!st.ok()) return send_error(api_error::internal("backup failed: " + st.message));
+      nlohmann::ordered_json j;
+      j["status"] = "ok";
+      j["dir"] = dir.string();
+      return send_json(200, j.dump());
     }
     if (path == "/admin/reload") {
       if (!req_->client.admin) return send_error(api_error::forbidden("This endpoint needs an admin key."));

@@ -143,3 +143,24 @@ TEST(ledger_integration, daily_report_over_http_matches_the_traffic) {
   EXPECT_NE(csv.header("content-type").find("text/csv"), std::string::npos);
   EXPECT_EQ(http_request(gw.port(), "/v1/reports/daily?by=nope", "", {.method = "GET"}).status, 400);
 }
+
+TEST(ledger_integration, admin_backup_writes_a_consistent_copy_under_the_data_dir) {
+  fake_upstream up;
+  temp_ledger tl;
+  auto data = tl.dir.parent_path() / (tl.dir.filename().string() + "-data");
+  gateway_harness gw(basic_config(up, nullptr, priced, "  data_dir: " + data.string() + "\n"), "test.yaml", tl.l.get());
+  auto done = http_request(gw.port(), "/v1/chat/completions", chat);
+  ASSERT_EQ(done.status, 200);
+  auto r = http_request(gw.port(), "/admin/backup", "", {.method = "POST"});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto dir = json::parse(r.body)["dir"].get<std::string>();
+  EXPECT_EQ(dir.rfind(data.string(), 0), 0u);  // under <data_dir>/backups
+  {
+    gw::ledger::status st;
+    auto copy = gw::ledger::ledger::open(dir, {}, &st);
+    ASSERT_TRUE(copy) << st.message;
+    gw::ledger::request_record e;
+    EXPECT_TRUE(copy->get(done.header("x-request-id"), &e).ok());
+  }
+  fs::remove_all(data);
+}
