@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "gateway/auth.h"
+#include "gateway/breakeven.h"
 #include "gateway/config.h"
 #include "gateway/ledger_setup.h"
 #include "gateway/reports.h"
@@ -196,6 +197,31 @@ int report_daily_cmd(const std::string& config_path, const std::string& from_s, 
   return 0;
 }
 
+int report_breakeven_cmd(const std::string& config_path, const std::string& from_s, const std::string& to_s,
+                         const std::string& format_s) {
+  auto format = parse_report_format(format_s);
+  if (!format) {
+    std::cerr << "tollgate: --format must be table, csv or json, got '" << format_s << "'\n";
+    return 1;
+  }
+  std::shared_ptr<const config> cfg;
+  auto l = open_report_ledger(config_path, &cfg);
+  if (!l) return 1;
+  ledger::day_index from = 0, to = 0;
+  if (!report_days(from_s, to_s, cfg->reports.utc_offset_minutes, &from, &to)) return 1;
+  auto result = breakeven_report(*l, *cfg, from, to, *format);
+  if (auto* e = std::get_if<api_error>(&result)) {
+    std::cerr << "tollgate: " << e->message << "\n";
+    return 1;
+  }
+  std::cout << std::get<std::string>(result) << std::flush;
+  if (!std::cout) {
+    std::cerr << "tollgate: cannot write the report to stdout\n";
+    return 1;
+  }
+  return 0;
+}
+
 int export_cmd(const std::string& config_path, const std::string& from_s, const std::string& to_s,
                const std::string& format_s) {
   auto format = parse_export_format(format_s);
@@ -262,6 +288,15 @@ int run_cli(int argc, char** argv) {
   daily_cmd->add_option("--by", report_by, "target|model|key|team|route|total")->capture_default_str();
   daily_cmd->add_option("--format", report_format_s, "table|csv|json")->capture_default_str();
 
+  std::string breakeven_config = default_config, breakeven_from, breakeven_to, breakeven_format_s = "table";
+  auto* breakeven_cmd =
+      report_cmd->add_subcommand("breakeven", "Self-hosted GPU cost against what a priced API would have cost");
+  breakeven_cmd->add_option("-c,--config", breakeven_config, "Config file (targets with self_hosted, the ledger)")
+      ->capture_default_str();
+  breakeven_cmd->add_option("--from", breakeven_from, "First day, YYYY-MM-DD (default: today)");
+  breakeven_cmd->add_option("--to", breakeven_to, "Last day, inclusive, YYYY-MM-DD (default: today)");
+  breakeven_cmd->add_option("--format", breakeven_format_s, "table|csv|json")->capture_default_str();
+
   std::string export_config = default_config, export_from, export_to, export_format_s = "jsonl";
   auto* export_cmd_app = app.add_subcommand("export", "Raw ledger entries of a date range, streamed to stdout");
   export_cmd_app->add_option("-c,--config", export_config, "Config file (its server.data_dir holds the ledger)")
@@ -284,6 +319,8 @@ int run_cli(int argc, char** argv) {
     return 0;
   }
   if (*daily_cmd) return report_daily_cmd(report_config, report_from, report_to, report_by, report_format_s);
+  if (*breakeven_cmd)
+    return report_breakeven_cmd(breakeven_config, breakeven_from, breakeven_to, breakeven_format_s);
   if (*export_cmd_app) return export_cmd(export_config, export_from, export_to, export_format_s);
   return 1;
 }

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 
 #include "gateway/api.h"
 #include "gateway/app.h"
@@ -135,13 +136,22 @@ class http_session final : public session_base,
     common_headers(res, overhead_ms(info.upstream_time));
     res.keep_alive(keep_alive_ && !draining_);
     res.chunked(true);
-    stream_sr_.emplace(res);
-    writing_ = true;
-    beast::get_lowest_layer(stream_).expires_after(limits().write_timeout);
-    http::async_write_header(stream_, *stream_sr_,
-                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                               self->on_stream_write(ec);
-                             });
+    // The head goes out with the first events in one write (see flush_stream).
+    std::ostringstream head;
+    head << res.base();
+    stream_head_ = head.str();
+    schedule_flush();
+  }
+
+  // Coalesces everything one upstream read produced (often several events, sometimes the whole
+  // stream) into a single write: the flush runs after the current handler returns.
+  void schedule_flush() {
+    if (writing_ || flush_scheduled_ || closed_) return;
+    flush_scheduled_ = true;
+    asio::post(w_.io, [self = this->shared_from_this()] {
+      self->flush_scheduled_ = false;
+      if (!self->writing_ && !self->stream_failed_) self->flush_stream();
+    });
   }
 
   bool on_body(std::string_view bytes) override {
@@ -151,7 +161,7 @@ class http_session final : public session_base,
       return true;
     }
     pending_.append(bytes);
-    if (!writing_) flush_stream();
+    schedule_flush();
     return pending_.size() < limits().max_stream_buffer_bytes;
   }
 
@@ -164,7 +174,7 @@ class http_session final : public session_base,
       // The terminating chunk waits for the ledger; the events already queued keep flowing.
       commit_to_ledger(make_record(outcome_->client_gone ? 499 : 200, ""), [self = this->shared_from_this()] {
         self->finish_stream_ = true;
-        if (!self->writing_ && !self->stream_failed_) self->flush_stream();
+        self->schedule_flush();
       });
       return;
     }
@@ -452,30 +462,37 @@ class http_session final : public session_base,
   }
 
   // ---- streaming writes ----
+  // One write of: the response head (first time), the pending events as one HTTP chunk, and the
+  // terminating chunk once the stream is finished (and recorded).
   void flush_stream() {
     if (closed_) return;
+    writing_buf_.clear();
+    if (!stream_head_.empty()) {
+      writing_buf_.swap(stream_head_);
+      stream_head_.clear();
+    }
     if (!pending_.empty()) {
-      writing_buf_.swap(pending_);
+      char size_line[24];
+      int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", pending_.size());
+      writing_buf_.append(size_line, static_cast<std::size_t>(n));
+      writing_buf_.append(pending_);
+      writing_buf_.append("\r\n");
       pending_.clear();
-      writing_ = true;
-      beast::get_lowest_layer(stream_).expires_after(limits().write_timeout);
-      asio::async_write(stream_, http::make_chunk(asio::buffer(writing_buf_)),
-                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                          self->on_stream_write(ec);
-                        });
-      return;
     }
     if (finish_stream_ && !last_chunk_sent_) {
       last_chunk_sent_ = true;
-      writing_ = true;
-      beast::get_lowest_layer(stream_).expires_after(limits().write_timeout);
-      asio::async_write(stream_, http::make_chunk_last(),
-                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                          self->on_stream_write(ec);
-                        });
+      writing_buf_.append("0\r\n\r\n");
+    }
+    if (writing_buf_.empty()) {
+      writing_ = false;
       return;
     }
-    writing_ = false;
+    writing_ = true;
+    beast::get_lowest_layer(stream_).expires_after(limits().write_timeout);
+    asio::async_write(stream_, asio::buffer(writing_buf_),
+                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                        self->on_stream_write(ec);
+                      });
   }
 
   void on_stream_write(beast::error_code ec) {
@@ -497,7 +514,6 @@ class http_session final : public session_base,
       flush_stream();
     } else if (last_chunk_sent_) {
       stop_watch();
-      stream_sr_.reset();
       stream_res_.reset();
       finish_request(200, "");
       return after_response();
@@ -803,7 +819,8 @@ class http_session final : public session_base,
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> response_;
   std::optional<http::response<http::empty_body>> stream_res_;
-  std::optional<http::response_serializer<http::empty_body>> stream_sr_;
+  std::string stream_head_;  // serialized response head, sent with the first events
+  bool flush_scheduled_ = false;
   std::optional<request_state> req_;
   std::optional<providers::forward_outcome> outcome_;
   std::string pending_, writing_buf_;

@@ -454,7 +454,7 @@ class rocks_ledger final : public ledger {
   }
 
   status rebuild_spend() {
-    day_index today = to_day(clock_type::now(), opts_.utc_offset_minutes);
+    day_index today = to_day(opts_.now ? opts_.now() : clock_type::now(), opts_.utc_offset_minutes);
     std::chrono::year_month_day ymd{std::chrono::sys_days{std::chrono::days{today}}};
     day_index month_start = static_cast<day_index>(
         std::chrono::sys_days{ymd.year() / ymd.month() / std::chrono::day{1}}.time_since_epoch().count());

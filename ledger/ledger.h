@@ -44,6 +44,8 @@ struct options {
   int utc_offset_minutes = 0;  // reports.timezone as a fixed offset; days are UTC by default
   std::size_t max_batch = 8192;  // entries per group commit at most
   bool read_only = false;        // open a secondary view (reports while `serve` runs)
+  // The clock for "today" (spend rebuild at open); tests inject one. Default: system_clock::now.
+  std::function<std::chrono::system_clock::time_point()> now;
 };
 
 // A calendar day in the ledger's timezone: days since 1970-01-01.

@@ -283,3 +283,24 @@ TEST(ledger_days, parse_format_and_offsets) {
   EXPECT_EQ(day_string(to_day(t, 120)), "2026-11-26");
   EXPECT_EQ(day_string(to_day(at("2026-11-25", 1), -180)), "2026-11-24");
 }
+
+TEST(ledger, spend_rebuild_uses_the_injected_clock_and_month_boundaries) {
+  temp_dir d;
+  {
+    auto l = must_open(d.db());
+    ASSERT_TRUE(l->record_sync(make("oct31", at("2026-10-31", 23), "openai", "k", "t", 5)).ok());
+    ASSERT_TRUE(l->record_sync(make("nov01", at("2026-11-01", 1), "openai", "k", "t", 7)).ok());
+    ASSERT_TRUE(l->record_sync(make("nov02", at("2026-11-02", 1), "openai", "k", "t", 11)).ok());
+  }
+  options o;
+  o.now = [] { return at("2026-11-02", 12); };
+  auto l = must_open(d.db(), o);
+  auto s = l->key_spend("k", at("2026-11-02", 12));
+  EXPECT_TRUE(s.day == 11);
+  EXPECT_TRUE(s.month == 18);  // October's 5 is not in November
+  options o2;
+  o2.now = [] { return at("2026-10-31", 12); };
+  l.reset();
+  auto l2 = must_open(d.db(), o2);
+  EXPECT_TRUE(l2->key_spend("k", at("2026-10-31", 12)).day == 5);
+}
