@@ -13,6 +13,7 @@
 #                                                    finish chunk, usage-only chunk, [DONE]
 #   nginx     nginx, 1 worker, port B: proxy_pass to A over a keep-alive upstream pool
 #             (proxy_http_version 1.1, Connection "", keepalive 64): the floor for any proxy
+#   LEDGER=false runs tollgate without its request ledger (default true: every request recorded).
 #   tollgate  port C, io_threads 1, access_log off, log_level warn, auth none; alias `bench` ->
 #             http://127.0.0.1:A/v1, alias `bench-stream` -> http://127.0.0.1:A/stream/v1
 #   wrk       2 threads, 64 connections, POST via a Lua script, --latency
@@ -261,6 +262,8 @@ server:
   access_log: false
   log_level: warn
   data_dir: $TMP/tollgate/data
+ledger:
+  enabled: ${LEDGER:-true}
 auth: none
 targets:
   bench-json:

@@ -254,7 +254,6 @@ TEST_F(fixture, CsvAndTable) {
   EXPECT_NE(table.find("vllm: 2 x H100-80GB at $2.00/h + $1.50/day ops"), std::string::npos) << table;
   EXPECT_NE(table.find("breaks even above 433.3 M tokens/day"), std::string::npos) << table;
   EXPECT_NE(table.find("* busy time estimated"), std::string::npos) << table;
-  if (std::getenv("SHOW")) std::printf("%s\n%s", table.c_str(), std::get<std::string>(breakeven_report(*l, *cfg, d1, d1 + 2, report_format::json, later)).c_str());
 }
 
 TEST_F(fixture, Errors) {
