@@ -18,6 +18,7 @@
 #include "gateway/api.h"
 #include "gateway/app.h"
 #include "gateway/auth.h"
+#include "gateway/breakeven.h"
 #include "gateway/reports.h"
 #include "ledger/ledger.h"
 #include "policies/plan.h"
@@ -323,6 +324,18 @@ class http_session final : public session_base,
         return send_error(api_error::not_found("The ledger is disabled (ledger.enabled: false).", "ledger_disabled"));
       auto q = target.find('?');
       auto answer = daily_report_http(*app_.hooks.ledger, q == std::string_view::npos ? "" : target.substr(q + 1));
+      http::response<http::string_body> res{static_cast<http::status>(answer.status), 11};
+      res.set(http::field::content_type, answer.content_type);
+      res.body() = std::move(answer.body);
+      return write_response(std::move(res), answer.status == 200 ? "" : "report_error");
+    }
+    if (path == "/v1/reports/breakeven") {
+      if (!req_->client.admin) return send_error(api_error::forbidden("Reports need an admin key."));
+      if (method != http::verb::get) return send_error(api_error::method_not_allowed("Use GET /v1/reports/breakeven."));
+      if (!app_.hooks.ledger)
+        return send_error(api_error::not_found("The ledger is disabled (ledger.enabled: false).", "ledger_disabled"));
+      auto q = target.find('?');
+      auto answer = breakeven_report_http(*app_.hooks.ledger, *cfg, q == std::string_view::npos ? "" : target.substr(q + 1));
       http::response<http::string_body> res{static_cast<http::status>(answer.status), 11};
       res.set(http::field::content_type, answer.content_type);
       res.body() = std::move(answer.body);
@@ -747,7 +760,10 @@ class http_session final : public session_base,
     req_->done = true;
     app_.stats->request_finished();
     auto end = clock_type::now();
-    ledger::request_record r = make_record(status, error_code);
+    // The ledger's copy when it has one (same figures in the log as in the ledger), else fresh.
+    ledger::request_record r = req_->recorded && status == req_->committed_record.status
+                                   ? std::move(req_->committed_record)
+                                   : make_record(status, error_code);
     // Not yet in the ledger (client gone, write failed): record it now, without waiting.
     if (req_->model_request && !req_->recorded) commit_to_ledger(r, nullptr);
     if (outcome_)

@@ -164,3 +164,13 @@ TEST(ledger_integration, admin_backup_writes_a_consistent_copy_under_the_data_di
   }
   fs::remove_all(data);
 }
+
+TEST(ledger_integration, breakeven_over_http_is_wired_and_explains_a_missing_self_hosted_target) {
+  fake_upstream up;
+  temp_ledger tl;
+  gateway_harness gw(basic_config(up, nullptr, priced), "test.yaml", tl.l.get());
+  auto r = http_request(gw.port(), "/v1/reports/breakeven", "", {.method = "GET"});
+  EXPECT_EQ(r.status, 400) << r.body;
+  auto j = json::parse(r.body);
+  EXPECT_NE(j["error"]["message"].get<std::string>().find("self_hosted"), std::string::npos) << r.body;
+}
