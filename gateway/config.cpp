@@ -1032,6 +1032,21 @@ class parser {
          "expected a plain decimal amount in USD such as 2.49 (at most 12 decimals), got '" + s + "'");
   }
 
+  // A target without any `prices:` takes its provider/model row of the price table, when there is
+  // one (the target's own prices always win).
+  void fill_prices_from_table(config& cfg) {
+    if (!cfg.pricing) return;
+    for (auto& [name, spec] : cfg.targets) {
+      auto& p = spec.prices;
+      if (p.input || p.output || p.cached_input || !spec.upstream_model) continue;
+      const ledger::model_price* row = cfg.pricing->find(spec.provider, *spec.upstream_model);
+      if (!row) continue;
+      p.input = row->input;
+      p.output = row->output;
+      p.cached_input = row->cached_input;
+    }
+  }
+
   // pricing_file relative to the config file's directory when it exists there, else as given.
   std::string resolve_pricing_path(const std::string& p) const {
     namespace fs = std::filesystem;
@@ -1052,7 +1067,15 @@ class parser {
     std::string given = cfg.pricing_file;
     if (pricing_file) given = non_empty_string(*pricing_file);
     cfg.pricing_file = resolve_pricing_path(given);
-    if (self_hosted_entries_.empty()) return;
+    if (self_hosted_entries_.empty()) {
+      // Not required: when the table is there, it prices targets that set no prices of their own.
+      std::error_code ec;
+      if (std::filesystem::exists(cfg.pricing_file, ec)) {
+        cfg.pricing = std::make_shared<const ledger::pricing_table>(load_pricing_file(cfg.pricing_file));
+        fill_prices_from_table(cfg);
+      }
+      return;
+    }
 
     const entry& first = self_hosted_entries_.front();
     try {
@@ -1066,6 +1089,7 @@ class parser {
                "; set pricing_file to the price table, e.g. configs/pricing.yaml)");
     }
     const ledger::pricing_table& table = *cfg.pricing;
+    fill_prices_from_table(cfg);
 
     for (const entry& section : self_hosted_entries_) {
       // section.path is "targets.<name>.self_hosted"
