@@ -9,7 +9,8 @@ plan choose(const route_context& ctx) {
   std::string skipped;
   for (const auto& t : ctx.targets) {
     if (!t.enabled) {
-      skipped += (skipped.empty() ? "" : ", ") + t.name + " disabled";
+      skipped += (skipped.empty() ? "" : ", ") + t.name + " disabled" +
+                 (t.disabled_reason.empty() ? "" : ": " + t.disabled_reason);
       continue;  // a disabled target can never serve: leave it out of the plan
     }
     if (t.breaker_open || t.at_capacity) {
