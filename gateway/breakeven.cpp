@@ -7,6 +7,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "gateway/report_text.h"
+
 namespace gw::gateway {
 
 namespace {
@@ -24,18 +26,6 @@ __int128 div_half_even(__int128 num, __int128 den) {
   const __int128 twice = (r < 0 ? -r : r) * 2;
   if (twice > den || (twice == den && q % 2 != 0)) q += num < 0 ? -1 : 1;
   return q;
-}
-
-std::string int128_string(__int128 v) {
-  unsigned __int128 mag = v < 0 ? static_cast<unsigned __int128>(-(v + 1)) + 1 : static_cast<unsigned __int128>(v);
-  std::string digits;
-  do {
-    digits.push_back(static_cast<char>('0' + static_cast<int>(mag % 10)));
-    mag /= 10;
-  } while (mag != 0);
-  if (v < 0) digits.push_back('-');
-  std::reverse(digits.begin(), digits.end());
-  return digits;
 }
 
 // Whole cents (half away from zero) with a "$": only for the verdict sentence.
@@ -135,15 +125,8 @@ std::variant<breakeven_summary, api_error> compute_breakeven(const ledger::ledge
         "no target in " + cfg.source_file +
         " has a self_hosted section; add targets.<name>.self_hosted (gpu, reference; see docs/config.md) "
         "to compare your GPUs with an API");
-  if (from > to)
-    return api_error::invalid_request(
-        "'from' (" + ledger::day_string(from) + ") is after 'to' (" + ledger::day_string(to) + ")", "from");
+  if (auto e = check_report_range(from, to)) return *e;
   const std::int64_t span = static_cast<std::int64_t>(to) - from + 1;
-  if (span > max_report_days)
-    return api_error::invalid_request("a report covers at most " + std::to_string(max_report_days) + " days; " +
-                                          ledger::day_string(from) + " to " + ledger::day_string(to) + " is " +
-                                          std::to_string(span),
-                                      "from");
   std::vector<ledger::daily_row> rows;
   if (auto st = l.daily(from, to, ledger::dimension::target, &rows); !st.ok())
     return api_error::internal("ledger: " + st.message);
@@ -265,42 +248,28 @@ std::string json_figures(const breakeven_figures& f, bool with_day) {
   return s + "}";
 }
 
-std::string jstr(std::string_view s) {
-  return nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 std::string render_json(const breakeven_summary& r) {
   std::string s = "{\"from\":\"" + ledger::day_string(r.from) + "\",\"to\":\"" + ledger::day_string(r.to) +
                   "\",\"targets\":[";
   for (std::size_t i = 0; i < r.targets.size(); ++i) {
     const auto& t = r.targets[i];
     if (i) s += ",";
-    s += "{\"target\":" + jstr(t.target) + ",\"gpu\":" + jstr(t.settings.gpu) +
+    s += "{\"target\":" + json_string(t.target) + ",\"gpu\":" + json_string(t.settings.gpu) +
          ",\"gpus\":" + std::to_string(t.settings.gpus) +
          ",\"usd_per_hour\":" + ledger::format_usd(t.settings.per_hour) +
          ",\"ops_usd_per_day\":" + ledger::format_usd(t.settings.ops_per_day) +
-         ",\"tier\":" + std::to_string(t.settings.tier) + ",\"reference\":" + jstr(t.reference) +
-         ",\"cheapest\":{\"api\":" + jstr(t.cheapest) + ",\"tier\":" + std::to_string(t.cheapest_tier) + "}" +
+         ",\"tier\":" + std::to_string(t.settings.tier) + ",\"reference\":" + json_string(t.reference) +
+         ",\"cheapest\":{\"api\":" + json_string(t.cheapest) + ",\"tier\":" + std::to_string(t.cheapest_tier) + "}" +
          money_members("gpu_cost_per_day", t.gpu_cost_per_day) +
          ",\"breakeven_tokens_per_day\":" + opt_u64(t.breakeven_tokens_per_day) +
-         ",\"tokens_per_day\":" + opt_u64(t.tokens_per_day) + ",\"verdict\":" + jstr(t.verdict) + ",\"days\":[";
+         ",\"tokens_per_day\":" + opt_u64(t.tokens_per_day) + ",\"verdict\":" + json_string(t.verdict) + ",\"days\":[";
     for (std::size_t d = 0; d < t.days.size(); ++d) s += (d ? "," : "") + json_figures(t.days[d], true);
     s += "],\"totals\":" + json_figures(t.total, false) + "}";
   }
   s += "],\"totals\":" + json_figures(r.total, false) +
        ",\"breakeven_tokens_per_day\":" + opt_u64(r.breakeven_tokens_per_day) +
-       ",\"tokens_per_day\":" + opt_u64(r.tokens_per_day) + ",\"verdict\":" + jstr(r.verdict) + "}\n";
+       ",\"tokens_per_day\":" + opt_u64(r.tokens_per_day) + ",\"verdict\":" + json_string(r.verdict) + "}\n";
   return s;
-}
-
-std::string csv_field(std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  return out + "\"";
 }
 
 std::string csv_line(const std::string& target, const std::string& day, const breakeven_figures& f,
@@ -357,25 +326,7 @@ std::string render_table(const breakeven_summary& r) {
       any_estimated = any_estimated || f.busy_estimated;
     }
     lines.push_back(cells("TOTAL", t.total));
-    std::vector<std::size_t> width(lines[0].size(), 0);
-    for (const auto& l : lines)
-      for (std::size_t i = 0; i < l.size(); ++i) width[i] = std::max(width[i], l[i].size());
-    for (std::size_t n = 0; n < lines.size(); ++n) {
-      if (n + 1 == lines.size()) {
-        std::size_t all = 0;
-        for (auto w : width) all += w + 2;
-        s += std::string(all - 2, '-') + "\n";
-      }
-      std::string line;
-      for (std::size_t i = 0; i < lines[n].size(); ++i) {
-        const auto& c = lines[n][i];
-        std::string pad(width[i] - c.size(), ' ');
-        if (i) line += "  ";
-        line += i == 0 ? c + pad : pad + c;
-      }
-      while (!line.empty() && line.back() == ' ') line.pop_back();
-      s += line + "\n";
-    }
+    s += aligned_table(lines, /*left_columns=*/1);
     s += t.verdict + "\n";
   }
   if (r.targets.size() > 1) s += "\n" + r.verdict + "\n";
@@ -383,32 +334,6 @@ std::string render_table(const breakeven_summary& r) {
     s += "* busy time estimated from request latencies (the server reports no engine time): an upper bound\n";
   return s;
 }
-
-std::optional<std::string> percent_decode(std::string_view s) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out.push_back(' ');
-    } else if (s[i] == '%') {
-      if (i + 2 >= s.size()) return std::nullopt;
-      const int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
-http_answer error_answer(const api_error& e) { return {e.status, "application/json", to_body(e)}; }
 
 }  // namespace
 
@@ -428,45 +353,10 @@ std::variant<std::string, api_error> breakeven_report(const ledger::ledger& l, c
 
 http_answer breakeven_report_http(const ledger::ledger& l, const config& cfg, std::string_view query,
                                   clock_type::time_point now) {
-  if (!query.empty() && query.front() == '?') query.remove_prefix(1);
-  std::optional<std::string> from_s, to_s, format_s;
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view part = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    if (part.empty()) continue;
-    const auto eq = part.find('=');
-    auto name = percent_decode(part.substr(0, eq));
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
-    if (!name || !value)
-      return error_answer(api_error::invalid_request("malformed percent-encoding in the query string"));
-    std::optional<std::string>* slot = *name == "from"     ? &from_s
-                                       : *name == "to"     ? &to_s
-                                       : *name == "format" ? &format_s
-                                                           : nullptr;
-    if (!slot)
-      return error_answer(
-          api_error::invalid_request("unknown query parameter '" + *name + "' (expected from, to, format)", *name));
-    if (*slot) return error_answer(api_error::invalid_request("query parameter '" + *name + "' given twice", *name));
-    *slot = std::move(*value);
-  }
-  const ledger::day_index today = ledger::to_day(now, cfg.reports.utc_offset_minutes);
-  auto from = from_s ? parse_report_day(*from_s) : std::optional(today);
-  if (!from)
-    return error_answer(api_error::invalid_request("'from' must be a date YYYY-MM-DD, got '" + *from_s + "'", "from"));
-  auto to = to_s ? parse_report_day(*to_s) : std::optional(today);
-  if (!to) return error_answer(api_error::invalid_request("'to' must be a date YYYY-MM-DD, got '" + *to_s + "'", "to"));
-  report_format f = report_format::json;
-  if (format_s) {
-    if (*format_s == "csv") f = report_format::csv;
-    else if (*format_s != "json")
-      return error_answer(
-          api_error::invalid_request("'format' must be json or csv, got '" + *format_s + "'", "format"));
-  }
-  auto result = breakeven_report(l, cfg, *from, *to, f, now);
-  if (auto* e = std::get_if<api_error>(&result)) return error_answer(*e);
-  return {200, f == report_format::csv ? "text/csv; charset=utf-8" : "application/json",
-          std::move(std::get<std::string>(result))};
+  auto q = parse_report_query(query, ledger::to_day(now, cfg.reports.utc_offset_minutes), /*with_by=*/false);
+  if (auto* e = std::get_if<api_error>(&q)) return report_answer(std::move(*e), report_format::json);
+  const auto& r = std::get<report_query>(q);
+  return report_answer(breakeven_report(l, cfg, r.from, r.to, r.format, now), r.format);
 }
 
 }  // namespace gw::gateway

@@ -4,10 +4,12 @@
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <filesystem>
 #include <iostream>
 #include <spdlog/spdlog.h>
+#include <variant>
 
 #include "gateway/auth.h"
 #include "gateway/breakeven.h"
@@ -133,38 +135,67 @@ int check_config(const std::string& path) {
 
 // ---- report / export (read-only view of <data_dir>/ledger: safe while `serve` writes it) ----
 
-// The config and its ledger for a report; prints the problem and returns nullptr on failure.
-std::unique_ptr<ledger::ledger> open_report_ledger(const std::string& config_path,
-                                                   std::shared_ptr<const config>* cfg) {
+// What every report command reads: the config, its ledger opened read-only, and the range of
+// --from/--to ("YYYY-MM-DD", or empty for today in the config's reports.timezone; both inclusive).
+struct report_input {
+  std::shared_ptr<const config> cfg;
+  std::unique_ptr<ledger::ledger> l;
+  ledger::day_index from = 0, to = 0;
+};
+
+// Loads the config, opens its ledger and reads the range; prints the problem to stderr and
+// returns nullopt on failure (a config or ledger error, a bad date, from after to).
+std::optional<report_input> open_report_input(const std::string& config_path, const std::string& from_s,
+                                              const std::string& to_s) {
+  report_input in;
   try {
-    *cfg = load_config_file(config_path).cfg;
+    in.cfg = load_config_file(config_path).cfg;
   } catch (const std::exception& e) {
     std::cerr << "tollgate: " << e.what() << "\n";
-    return nullptr;
+    return std::nullopt;
   }
   std::string error;
-  auto l = open_ledger(**cfg, /*read_only=*/true, &error);
-  if (!l) std::cerr << "tollgate: " << error << "\n";
-  return l;
-}
-
-// --from/--to: "YYYY-MM-DD", or empty for today in the ledger's timezone (reports.timezone).
-bool report_days(const std::string& from_s, const std::string& to_s, int utc_offset_minutes,
-                 ledger::day_index* from, ledger::day_index* to) {
-  const ledger::day_index today = ledger::to_day(std::chrono::system_clock::now(), utc_offset_minutes);
+  in.l = open_ledger(*in.cfg, /*read_only=*/true, &error);
+  if (!in.l) {
+    std::cerr << "tollgate: " << error << "\n";
+    return std::nullopt;
+  }
+  const ledger::day_index today =
+      ledger::to_day(std::chrono::system_clock::now(), in.cfg->reports.utc_offset_minutes);
   auto one = [&](const std::string& text, const char* name, ledger::day_index* out) {
     auto d = text.empty() ? std::optional(today) : parse_report_day(text);
     if (!d) std::cerr << "tollgate: " << name << " must be a date YYYY-MM-DD, got '" << text << "'\n";
     else *out = *d;
     return d.has_value();
   };
-  if (!one(from_s, "--from", from) || !one(to_s, "--to", to)) return false;
-  if (*from > *to) {
-    std::cerr << "tollgate: --from " << ledger::day_string(*from) << " is after --to " << ledger::day_string(*to)
-              << "\n";
-    return false;
+  if (!one(from_s, "--from", &in.from) || !one(to_s, "--to", &in.to)) return std::nullopt;
+  if (in.from > in.to) {
+    std::cerr << "tollgate: --from " << ledger::day_string(in.from) << " is after --to "
+              << ledger::day_string(in.to) << "\n";
+    return std::nullopt;
   }
-  return true;
+  return in;
+}
+
+// Prints a report to stdout, or its error to stderr; the exit code.
+int print_report(const std::variant<std::string, api_error>& result) {
+  if (auto* e = std::get_if<api_error>(&result)) {
+    std::cerr << "tollgate: " << e->message << "\n";
+    return 1;
+  }
+  std::cout << std::get<std::string>(result) << std::flush;
+  if (!std::cout) {
+    std::cerr << "tollgate: cannot write the report to stdout\n";
+    return 1;
+  }
+  return 0;
+}
+
+// --format of `report daily` / `report breakeven`; prints the problem and returns nullopt when bad.
+std::optional<report_format> report_format_arg(const std::string& format_s) {
+  auto format = parse_report_format(format_s);
+  if (!format) std::cerr << "tollgate: --format must be table, csv or json, got '" << format_s << "'\n";
+  return format;
 }
 
 int report_daily_cmd(const std::string& config_path, const std::string& from_s, const std::string& to_s,
@@ -174,52 +205,20 @@ int report_daily_cmd(const std::string& config_path, const std::string& from_s, 
     std::cerr << "tollgate: --by must be target, model, key, team, route or total, got '" << by_s << "'\n";
     return 1;
   }
-  auto format = parse_report_format(format_s);
-  if (!format) {
-    std::cerr << "tollgate: --format must be table, csv or json, got '" << format_s << "'\n";
-    return 1;
-  }
-  std::shared_ptr<const config> cfg;
-  auto l = open_report_ledger(config_path, &cfg);
-  if (!l) return 1;
-  ledger::day_index from = 0, to = 0;
-  if (!report_days(from_s, to_s, cfg->reports.utc_offset_minutes, &from, &to)) return 1;
-  auto result = daily_report(*l, from, to, *by, *format);
-  if (auto* e = std::get_if<api_error>(&result)) {
-    std::cerr << "tollgate: " << e->message << "\n";
-    return 1;
-  }
-  std::cout << std::get<std::string>(result) << std::flush;
-  if (!std::cout) {
-    std::cerr << "tollgate: cannot write the report to stdout\n";
-    return 1;
-  }
-  return 0;
+  auto format = report_format_arg(format_s);
+  if (!format) return 1;
+  auto in = open_report_input(config_path, from_s, to_s);
+  if (!in) return 1;
+  return print_report(daily_report(*in->l, in->from, in->to, *by, *format));
 }
 
 int report_breakeven_cmd(const std::string& config_path, const std::string& from_s, const std::string& to_s,
                          const std::string& format_s) {
-  auto format = parse_report_format(format_s);
-  if (!format) {
-    std::cerr << "tollgate: --format must be table, csv or json, got '" << format_s << "'\n";
-    return 1;
-  }
-  std::shared_ptr<const config> cfg;
-  auto l = open_report_ledger(config_path, &cfg);
-  if (!l) return 1;
-  ledger::day_index from = 0, to = 0;
-  if (!report_days(from_s, to_s, cfg->reports.utc_offset_minutes, &from, &to)) return 1;
-  auto result = breakeven_report(*l, *cfg, from, to, *format);
-  if (auto* e = std::get_if<api_error>(&result)) {
-    std::cerr << "tollgate: " << e->message << "\n";
-    return 1;
-  }
-  std::cout << std::get<std::string>(result) << std::flush;
-  if (!std::cout) {
-    std::cerr << "tollgate: cannot write the report to stdout\n";
-    return 1;
-  }
-  return 0;
+  auto format = report_format_arg(format_s);
+  if (!format) return 1;
+  auto in = open_report_input(config_path, from_s, to_s);
+  if (!in) return 1;
+  return print_report(breakeven_report(*in->l, *in->cfg, in->from, in->to, *format));
 }
 
 int export_cmd(const std::string& config_path, const std::string& from_s, const std::string& to_s,
@@ -229,18 +228,15 @@ int export_cmd(const std::string& config_path, const std::string& from_s, const 
     std::cerr << "tollgate: --format must be csv or jsonl, got '" << format_s << "'\n";
     return 1;
   }
-  std::shared_ptr<const config> cfg;
-  auto l = open_report_ledger(config_path, &cfg);
-  if (!l) return 1;
-  const int offset = cfg->reports.utc_offset_minutes;
-  ledger::day_index from = 0, to = 0;
-  if (!report_days(from_s, to_s, offset, &from, &to)) return 1;
+  auto in = open_report_input(config_path, from_s, to_s);
+  if (!in) return 1;
   // Both dates inclusive, as calendar days of the ledger's timezone: [from 00:00, to+1 00:00).
+  const int offset = in->cfg->reports.utc_offset_minutes;
   auto day_start = [&](ledger::day_index d) {
     return std::chrono::system_clock::time_point(std::chrono::sys_days{std::chrono::days{d}}) -
            std::chrono::minutes(offset);
   };
-  auto st = export_entries(*l, day_start(from), day_start(to + 1), *format, std::cout);
+  auto st = export_entries(*in->l, day_start(in->from), day_start(in->to + 1), *format, std::cout);
   if (!st.ok()) {
     std::cerr << "tollgate: export failed: " << st.message << "\n";
     return 1;

@@ -25,6 +25,7 @@
 #include <utility>
 
 #include "gateway/pricing.h"
+#include "gateway/yaml_reader.h"
 
 namespace gw::gateway {
 
@@ -46,8 +47,6 @@ config_error::config_error(std::string file, int line, std::string key, const st
       key_(std::move(key)) {}
 
 namespace {
-
-using key_list = std::vector<std::string_view>;
 
 // Durations are capped so that adding one to a steady_clock time point can never overflow.
 constexpr std::int64_t max_duration_ms = 7LL * 24 * 3600 * 1000;  // one week
@@ -83,87 +82,6 @@ const key_list price_keys = {"input_per_mtok", "output_per_mtok", "cached_input_
 const key_list log_levels = {"trace", "debug", "info", "warn", "error", "off"};
 // Headers tollgate itself owns on the upstream request.
 const key_list reserved_headers = {"host", "content-length", "transfer-encoding", "connection"};
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-// Case-insensitive Levenshtein distance.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t cost = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
-                                       std::tolower(static_cast<unsigned char>(b[j - 1]))
-                                   ? 0
-                                   : 1;
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-// " (did you mean 'x'?)" for the closest candidate within edit distance 2 (or, failing that, the
-// first candidate the word is a prefix of), otherwise "".
-std::string did_you_mean(std::string_view word, const key_list& candidates) {
-  std::string_view best;
-  std::size_t best_distance = 3;
-  for (std::string_view c : candidates) {
-    const std::size_t d = edit_distance(word, c);
-    if (d < best_distance && d < word.size()) {  // "x" is not a typo of "t"
-      best = c;
-      best_distance = d;
-    }
-  }
-  if (best.empty() && word.size() >= 4) {  // a truncated key, e.g. "connect" for "connect_ms"
-    for (std::string_view c : candidates) {
-      if (c.size() > word.size() && iequals(c.substr(0, word.size()), word)) {
-        best = c;
-        break;
-      }
-    }
-  }
-  if (best.empty()) return {};
-  return " (did you mean '" + std::string(best) + "'?)";
-}
-
-std::string join_list(const key_list& items) {
-  std::string s;
-  for (std::string_view i : items) {
-    if (!s.empty()) s += ", ";
-    s += i;
-  }
-  return s;
-}
-
-std::string kind_of(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Scalar:
-      return "a single value";
-    default:
-      return "nothing";
-  }
-}
-
-// 1-based line of `n`, or `fallback` when yaml-cpp has no position for it.
-int line_of(const YAML::Node& n, int fallback) {
-  const YAML::Mark m = n.Mark();
-  return m.line >= 0 ? m.line + 1 : fallback;
-}
-
-std::string join_path(const std::string& path, const std::string& name) {
-  return path.empty() ? name : path + "." + name;
-}
 
 bool has_control_or_space(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
@@ -203,25 +121,6 @@ std::array<unsigned char, 32> sha256(std::string_view s) {
   return out;
 }
 
-// One key/value pair of a YAML map (or one item of a list, named "[i]").
-struct entry {
-  std::string name;  // key as written
-  std::string path;  // dotted path from the document root, e.g. "targets.x.timeouts.connect_ms"
-  int key_line = 1;  // 1-based
-  YAML::Node value;
-
-  // Errors about the value point at the value when it is a scalar, otherwise at the key (a block
-  // map's own position is its first child's line, which would mislead).
-  int line() const { return value.IsScalar() ? line_of(value, key_line) : key_line; }
-};
-
-const entry* find_entry(const std::vector<entry>& entries, std::string_view name) {
-  for (const entry& e : entries) {
-    if (e.name == name) return &e;
-  }
-  return nullptr;
-}
-
 // Result of ${...} expansion of one scalar.
 struct expansion {
   std::string value;
@@ -241,41 +140,30 @@ struct key_setting {
 struct provider_def {
   std::string name;
   int key_line = 1;
-  std::vector<entry> entries;
+  std::vector<yaml_entry> entries;
 };
 
-class parser {
+class parser : yaml_reader {
  public:
-  explicit parser(std::string file) : file_(std::move(file)) {}
+  explicit parser(std::string file) : yaml_reader(std::move(file), unknown_key_hint::closest) {}
 
   load_result parse(const std::string& text) {
-    YAML::Node root;
-    try {
-      root = YAML::Load(text);
-    } catch (const YAML::Exception& e) {  // ParserException and the rare others carry a mark
-      // yaml-cpp reports errors found at the end of input one line past the last line.
-      const int lines = static_cast<int>(std::count(text.begin(), text.end(), '\n')) +
-                        (text.empty() || text.back() == '\n' ? 0 : 1);
-      const int line = std::clamp(e.mark.line + 1, 1, std::max(lines, 1));
-      fail(line, "",
-           "YAML syntax error: " + e.msg +
-               (e.mark.column >= 0 ? " (column " + std::to_string(e.mark.column + 1) + ")" : ""));
-    }
+    const YAML::Node root = load(text, /*with_column=*/true);
     if (root.IsNull()) {
       fail(1, "", "the configuration is empty; it needs at least 'auth', 'targets' and 'models'");
     }
     auto cfg = std::make_shared<config>();
-    cfg->source_file = file_;
-    const std::vector<entry> top = map_entries(root, "", 1, &top_keys);
+    cfg->source_file = file();
+    const std::vector<yaml_entry> top = map_entries(root, "", 1, &top_keys);
 
-    if (const entry* e = find_entry(top, "server")) {
+    if (const yaml_entry* e = find_entry(top, "server")) {
       parse_server(*e, cfg->server);
     }
     if (cfg->server.listeners.empty()) cfg->server.listeners.emplace_back();
-    if (const entry* e = find_entry(top, "ledger")) parse_ledger(*e, cfg->ledger);
-    if (const entry* e = find_entry(top, "reports")) parse_reports(*e, cfg->reports);
+    if (const yaml_entry* e = find_entry(top, "ledger")) parse_ledger(*e, cfg->ledger);
+    if (const yaml_entry* e = find_entry(top, "reports")) parse_reports(*e, cfg->reports);
 
-    const entry* auth = find_entry(top, "auth");
+    const yaml_entry* auth = find_entry(top, "auth");
     if (!auth) {
       fail(1, "auth",
            "missing required key (list client keys under auth.keys, or write `auth: none` to run "
@@ -283,14 +171,14 @@ class parser {
     }
     parse_auth(*auth, cfg->auth);
 
-    if (const entry* e = find_entry(top, "providers")) parse_providers(*e);
+    if (const yaml_entry* e = find_entry(top, "providers")) parse_providers(*e);
 
-    const entry* targets = find_entry(top, "targets");
+    const yaml_entry* targets = find_entry(top, "targets");
     if (!targets) fail(1, "targets", "missing required key (at least one upstream target)");
     parse_targets(*targets, cfg->targets);
     parse_self_hosted(find_entry(top, "pricing_file"), *cfg);
 
-    const entry* models = find_entry(top, "models");
+    const yaml_entry* models = find_entry(top, "models");
     if (!models) fail(1, "models", "missing required key (maps model names to targets)");
     parse_models(*models, *cfg);
 
@@ -298,59 +186,8 @@ class parser {
   }
 
  private:
-  [[noreturn]] void fail(int line, const std::string& key, const std::string& message) const {
-    throw config_error(file_, line, key, message);
-  }
-
   std::string where(int line, const std::string& key) const {
-    return file_ + ":" + std::to_string(line) + ": " + key;
-  }
-
-  // ---- generic node access ----------------------------------------------------------------
-
-  // Entries of a map, in file order. `known` == nullptr: any key allowed (names chosen by the
-  // user, e.g. target names); otherwise unknown keys are errors.
-  std::vector<entry> map_entries(const YAML::Node& n, const std::string& path, int line,
-                                 const key_list* known) const {
-    if (!n.IsMap()) fail(line, path, "expected a map, got " + kind_of(n));
-    std::vector<entry> out;
-    for (auto it = n.begin(); it != n.end(); ++it) {
-      const YAML::Node& k = it->first;
-      const int kl = line_of(k, line);
-      if (!k.IsScalar()) fail(kl, path, "map keys must be plain strings, got " + kind_of(k));
-      const std::string& name = k.Scalar();
-      const std::string p = join_path(path, name);
-      if (const entry* prev = find_entry(out, name)) {
-        fail(kl, p, "duplicate key (first set on line " + std::to_string(prev->key_line) + ")");
-      }
-      if (known && std::find(known->begin(), known->end(), name) == known->end()) {
-        fail(kl, p, "unknown key '" + name + "'" + did_you_mean(name, *known));
-      }
-      out.push_back(entry{name, p, kl, it->second});
-    }
-    return out;
-  }
-
-  std::vector<entry> map_entries(const entry& e, const key_list* known) const {
-    return map_entries(e.value, e.path, e.key_line, known);
-  }
-
-  std::vector<entry> list_items(const entry& e) const {
-    if (!e.value.IsSequence()) fail(e.key_line, e.path, "expected a list, got " + kind_of(e.value));
-    std::vector<entry> out;
-    std::size_t i = 0;
-    for (const YAML::Node& item : e.value) {
-      const std::string idx = "[" + std::to_string(i++) + "]";
-      out.push_back(entry{idx, e.path + idx, line_of(item, e.key_line), item});
-    }
-    return out;
-  }
-
-  const std::string& raw_scalar(const entry& e, std::string_view expected) const {
-    if (!e.value.IsScalar()) {
-      fail(e.key_line, e.path, "expected " + std::string(expected) + ", got " + kind_of(e.value));
-    }
-    return e.value.Scalar();
+    return file() + ":" + std::to_string(line) + ": " + key;
   }
 
   expansion expand_env(const std::string& text, int line, const std::string& key) const {
@@ -421,11 +258,11 @@ class parser {
     return std::move(r.value);
   }
 
-  std::string string_value(const entry& e) const {
+  std::string string_value(const yaml_entry& e) const {
     return expand(raw_scalar(e, "a string"), e.line(), e.path);
   }
 
-  std::string non_empty_string(const entry& e) const {
+  std::string non_empty_string(const yaml_entry& e) const {
     std::string s = string_value(e);
     if (s.empty()) fail(e.line(), e.path, "must not be empty");
     return s;
@@ -448,20 +285,20 @@ class parser {
     return v;
   }
 
-  std::int64_t integer(const entry& e, std::int64_t min, std::int64_t max) const {
+  std::int64_t integer(const yaml_entry& e, std::int64_t min, std::int64_t max) const {
     const std::string s = expand(raw_scalar(e, "an integer"), e.line(), e.path);
     return parse_int(s, e.line(), e.path, min, max);
   }
 
-  std::chrono::milliseconds duration(const entry& e, std::int64_t min) const {
+  std::chrono::milliseconds duration(const yaml_entry& e, std::int64_t min) const {
     return std::chrono::milliseconds(integer(e, min, max_duration_ms));
   }
 
-  std::size_t byte_size(const entry& e) const {
+  std::size_t byte_size(const yaml_entry& e) const {
     return static_cast<std::size_t>(integer(e, 1, max_size_bytes));
   }
 
-  bool boolean(const entry& e) const {
+  bool boolean(const yaml_entry& e) const {
     const std::string s = expand(raw_scalar(e, "true or false"), e.line(), e.path);
     if (s == "true" || s == "True" || s == "TRUE") return true;
     if (s == "false" || s == "False" || s == "FALSE") return false;
@@ -469,7 +306,7 @@ class parser {
   }
 
   // USD per 1M tokens, exact decimal -> pico-dollars per token (the same digits scaled by 1e6).
-  std::int64_t price(const entry& e) const {
+  std::int64_t price(const yaml_entry& e) const {
     const std::string s = expand(raw_scalar(e, "a price"), e.line(), e.path);
     if (!s.empty() && s[0] == '-') fail(e.line(), e.path, "must not be negative (got " + s + ")");
     const std::size_t dot = s.find('.');
@@ -511,8 +348,8 @@ class parser {
 
   // ---- server ---------------------------------------------------------------------------
 
-  void parse_server(const entry& section, server_config& s) {
-    for (const entry& e : map_entries(section, &server_keys)) {
+  void parse_server(const yaml_entry& section, server_config& s) {
+    for (const yaml_entry& e : map_entries(section, &server_keys)) {
       if (e.name == "listen") {
         s.listeners = parse_listeners(e);
       } else if (e.name == "io_threads") {
@@ -536,8 +373,8 @@ class parser {
     }
   }
 
-  void parse_ledger(const entry& section, ledger_config& l) {
-    for (const entry& e : map_entries(section, &ledger_keys)) {
+  void parse_ledger(const yaml_entry& section, ledger_config& l) {
+    for (const yaml_entry& e : map_entries(section, &ledger_keys)) {
       if (e.name == "enabled") {
         l.enabled = boolean(e);
       } else if (e.name == "sync") {
@@ -552,8 +389,8 @@ class parser {
     }
   }
 
-  void parse_reports(const entry& section, reports_config& r) {
-    for (const entry& e : map_entries(section, &reports_keys)) {
+  void parse_reports(const yaml_entry& section, reports_config& r) {
+    for (const yaml_entry& e : map_entries(section, &reports_keys)) {
       if (e.name == "timezone") {
         r.timezone = string_value(e);
         const std::string& tz = r.timezone;
@@ -571,8 +408,8 @@ class parser {
     }
   }
 
-  void parse_limits(const entry& section, limits_config& l) {
-    for (const entry& e : map_entries(section, &limits_keys)) {
+  void parse_limits(const yaml_entry& section, limits_config& l) {
+    for (const yaml_entry& e : map_entries(section, &limits_keys)) {
       if (e.name == "max_body_bytes") {
         l.max_body_bytes = byte_size(e);
       } else if (e.name == "max_header_bytes") {
@@ -593,13 +430,13 @@ class parser {
     }
   }
 
-  std::vector<listener_config> parse_listeners(const entry& e) {
+  std::vector<listener_config> parse_listeners(const yaml_entry& e) {
     std::vector<listener_config> out;
     if (e.value.IsSequence()) {
-      const std::vector<entry> items = list_items(e);
+      const std::vector<yaml_entry> items = list_items(e);
       if (items.empty()) fail(e.key_line, e.path, "must list at least one address");
       std::vector<int> lines;
-      for (const entry& item : items) {
+      for (const yaml_entry& item : items) {
         listener_config l = parse_listener(item);
         for (std::size_t i = 0; i < out.size(); ++i) {
           if (l.port != 0 && out[i].port == l.port && out[i].address == l.address) {
@@ -640,11 +477,11 @@ class parser {
     return static_cast<std::uint16_t>(v);
   }
 
-  listener_config parse_listener(const entry& e) {
+  listener_config parse_listener(const yaml_entry& e) {
     listener_config l;
     if (e.value.IsMap()) {
-      const std::vector<entry> entries = map_entries(e, &listener_keys);
-      for (const entry& f : entries) {
+      const std::vector<yaml_entry> entries = map_entries(e, &listener_keys);
+      for (const yaml_entry& f : entries) {
         if (f.name == "address") {
           l.address = ip_address(non_empty_string(f), f.line(), f.path);
         } else if (f.name == "port") {
@@ -675,10 +512,10 @@ class parser {
     return l;
   }
 
-  void parse_tls(const entry& section, listener_config& l) {
-    const std::vector<entry> entries = map_entries(section, &tls_keys);
-    const entry* cert = find_entry(entries, "cert_file");
-    const entry* key = find_entry(entries, "key_file");
+  void parse_tls(const yaml_entry& section, listener_config& l) {
+    const std::vector<yaml_entry> entries = map_entries(section, &tls_keys);
+    const yaml_entry* cert = find_entry(entries, "cert_file");
+    const yaml_entry* key = find_entry(entries, "key_file");
     if (!cert || !key) {
       fail(section.key_line, section.path,
            std::string("needs both cert_file and key_file (missing ") +
@@ -692,7 +529,7 @@ class parser {
 
   // ---- auth -----------------------------------------------------------------------------
 
-  void parse_auth(const entry& section, auth_config& a) {
+  void parse_auth(const yaml_entry& section, auth_config& a) {
     if (!section.value.IsScalar() && !section.value.IsMap()) {
       fail(section.key_line, section.path,
            "expected `none` or a map with 'keys', got " + kind_of(section.value));
@@ -707,20 +544,20 @@ class parser {
       warnings_.push_back("client authentication is off (auth: none)");
       return;
     }
-    const std::vector<entry> entries = map_entries(section, &auth_keys);
-    const entry* keys = find_entry(entries, "keys");
+    const std::vector<yaml_entry> entries = map_entries(section, &auth_keys);
+    const yaml_entry* keys = find_entry(entries, "keys");
     if (!keys) {
       fail(section.key_line, section.path + ".keys",
            "missing required key (or write `auth: none` to run without client authentication)");
     }
-    const std::vector<entry> items = list_items(*keys);
+    const std::vector<yaml_entry> items = list_items(*keys);
     if (items.empty()) {
       fail(keys->key_line, keys->path,
            "must list at least one key (or write `auth: none` to run without client "
            "authentication)");
     }
     std::vector<int> lines;
-    for (const entry& item : items) {
+    for (const yaml_entry& item : items) {
       api_key_config k = parse_client_key(item);
       for (std::size_t i = 0; i < a.keys.size(); ++i) {
         if (a.keys[i].name == k.name) {
@@ -739,16 +576,16 @@ class parser {
     }
   }
 
-  api_key_config parse_client_key(const entry& item) {
-    const std::vector<entry> entries = map_entries(item, &client_key_keys);
+  api_key_config parse_client_key(const yaml_entry& item) {
+    const std::vector<yaml_entry> entries = map_entries(item, &client_key_keys);
     api_key_config k;
-    const entry* name = find_entry(entries, "name");
+    const yaml_entry* name = find_entry(entries, "name");
     if (!name) fail(item.key_line, item.path + ".name", "missing required key");
     k.name = non_empty_string(*name);
-    if (const entry* e = find_entry(entries, "team")) k.team = string_value(*e);
-    if (const entry* e = find_entry(entries, "admin")) k.admin = boolean(*e);
-    const entry* plain = find_entry(entries, "key");
-    const entry* hashed = find_entry(entries, "key_sha256");
+    if (const yaml_entry* e = find_entry(entries, "team")) k.team = string_value(*e);
+    if (const yaml_entry* e = find_entry(entries, "admin")) k.admin = boolean(*e);
+    const yaml_entry* plain = find_entry(entries, "key");
+    const yaml_entry* hashed = find_entry(entries, "key_sha256");
     if (plain && hashed) {
       fail(hashed->key_line, hashed->path, "set either key or key_sha256, not both");
     }
@@ -792,8 +629,8 @@ class parser {
 
   // ---- providers and targets ------------------------------------------------------------
 
-  void parse_providers(const entry& section) {
-    for (const entry& p : map_entries(section, nullptr)) {
+  void parse_providers(const yaml_entry& section) {
+    for (const yaml_entry& p : map_entries(section, nullptr)) {
       if (!is_identifier(p.name)) {
         fail(p.key_line, p.path,
              "provider names use letters, digits, '.', '_' and '-' and start with a letter or "
@@ -816,7 +653,7 @@ class parser {
     return nullptr;
   }
 
-  std::string base_url(const entry& e) const {
+  std::string base_url(const yaml_entry& e) const {
     std::string s = non_empty_string(e);
     std::string_view rest;
     if (s.rfind("http://", 0) == 0) {
@@ -837,10 +674,10 @@ class parser {
 
   // Applies the provider-level keys in `entries` on top of `t` (later maps override earlier
   // ones field by field; headers merge by case-insensitive name). Target-only keys are skipped.
-  void apply_settings(const std::vector<entry>& entries, providers::target_spec& t,
+  void apply_settings(const std::vector<yaml_entry>& entries, providers::target_spec& t,
                       std::optional<key_setting>& key) {
-    const entry* api_key = find_entry(entries, "api_key");
-    const entry* api_key_env = find_entry(entries, "api_key_env");
+    const yaml_entry* api_key = find_entry(entries, "api_key");
+    const yaml_entry* api_key_env = find_entry(entries, "api_key_env");
     if (api_key && api_key_env) {
       fail(api_key_env->key_line, api_key_env->path, "set either api_key or api_key_env, not both");
     }
@@ -855,26 +692,26 @@ class parser {
       }
       key = key_setting{true, name, api_key_env->line(), api_key_env->path};
     }
-    for (const entry& e : entries) {
+    for (const yaml_entry& e : entries) {
       if (e.name == "base_url") {
         t.base_url = base_url(e);
       } else if (e.name == "headers") {
         apply_headers(e, t.headers);
       } else if (e.name == "timeouts") {
-        for (const entry& f : map_entries(e, &timeout_keys)) {
+        for (const yaml_entry& f : map_entries(e, &timeout_keys)) {
           if (f.name == "connect_ms") t.timeout.connect = duration(f, 1);
           if (f.name == "first_byte_ms") t.timeout.first_byte = duration(f, 1);
           if (f.name == "total_ms") t.timeout.total = duration(f, 1);
           if (f.name == "stream_idle_ms") t.timeout.stream_idle = duration(f, 1);
         }
       } else if (e.name == "retry") {
-        for (const entry& f : map_entries(e, &retry_keys)) {
+        for (const yaml_entry& f : map_entries(e, &retry_keys)) {
           if (f.name == "max_attempts") t.retry.max_attempts = static_cast<int>(integer(f, 1, 10));
           if (f.name == "base_delay_ms") t.retry.base_delay = duration(f, 0);
           if (f.name == "max_delay_ms") t.retry.max_delay = duration(f, 0);
         }
       } else if (e.name == "circuit_breaker") {
-        for (const entry& f : map_entries(e, &breaker_keys)) {
+        for (const yaml_entry& f : map_entries(e, &breaker_keys)) {
           if (f.name == "failure_threshold") {
             t.breaker.failure_threshold = static_cast<int>(integer(f, 1, 1'000'000));
           }
@@ -886,8 +723,8 @@ class parser {
     }
   }
 
-  void apply_headers(const entry& section, providers::header_list& headers) {
-    for (const entry& h : map_entries(section, nullptr)) {
+  void apply_headers(const yaml_entry& section, providers::header_list& headers) {
+    for (const yaml_entry& h : map_entries(section, nullptr)) {
       if (!is_header_token(h.name)) {
         fail(h.key_line, h.path, "'" + h.name + "' is not a valid HTTP header name");
       }
@@ -956,20 +793,20 @@ class parser {
     t.api_key_source = std::move(source);
   }
 
-  void parse_targets(const entry& section, std::map<std::string, providers::target_spec>& out) {
-    const std::vector<entry> targets = map_entries(section, nullptr);
+  void parse_targets(const yaml_entry& section, std::map<std::string, providers::target_spec>& out) {
+    const std::vector<yaml_entry> targets = map_entries(section, nullptr);
     if (targets.empty()) fail(section.key_line, section.path, "must define at least one target");
-    for (const entry& te : targets) {
+    for (const yaml_entry& te : targets) {
       if (!is_identifier(te.name)) {
         fail(te.key_line, te.path,
              "target names use letters, digits, '.', '_' and '-' and start with a letter or digit");
       }
-      const std::vector<entry> entries = map_entries(te, &target_keys);
+      const std::vector<yaml_entry> entries = map_entries(te, &target_keys);
       providers::target_spec t;
       t.name = te.name;
       t.provider = te.name;
       std::optional<key_setting> key;
-      if (const entry* p = find_entry(entries, "provider")) {
+      if (const yaml_entry* p = find_entry(entries, "provider")) {
         const std::string name = non_empty_string(*p);
         const provider_def* def = find_provider(name);
         if (!def) {
@@ -993,21 +830,21 @@ class parser {
                  ") is less than base_delay_ms (" + std::to_string(t.retry.base_delay.count()) +
                  ")");
       }
-      if (const entry* m = find_entry(entries, "model")) {
+      if (const yaml_entry* m = find_entry(entries, "model")) {
         t.upstream_model = string_value(*m);
         if (t.upstream_model->empty()) {
           fail(m->line(), m->path,
                "must not be empty (leave 'model' out to forward the client's model name)");
         }
       }
-      if (const entry* pr = find_entry(entries, "prices")) {
-        for (const entry& f : map_entries(*pr, &price_keys)) {
+      if (const yaml_entry* pr = find_entry(entries, "prices")) {
+        for (const yaml_entry& f : map_entries(*pr, &price_keys)) {
           if (f.name == "input_per_mtok") t.prices.input = price(f);
           if (f.name == "output_per_mtok") t.prices.output = price(f);
           if (f.name == "cached_input_per_mtok") t.prices.cached_input = price(f);
         }
       }
-      if (const entry* sh = find_entry(entries, "self_hosted")) self_hosted_entries_.push_back(*sh);
+      if (const yaml_entry* sh = find_entry(entries, "self_hosted")) self_hosted_entries_.push_back(*sh);
       resolve_key(key, t);
       if (!t.api_key.empty()) {
         for (const auto& [name, value] : t.headers) {
@@ -1024,7 +861,7 @@ class parser {
   // ---- self-hosted GPU costs (breakeven report) -------------------------------------------
 
   // A plain USD amount, exact (ledger::parse_usd, up to 12 decimals).
-  ledger::pico_usd usd_amount(const entry& e) const {
+  ledger::pico_usd usd_amount(const yaml_entry& e) const {
     const std::string s = expand(raw_scalar(e, "an amount in USD"), e.line(), e.path);
     if (const auto v = ledger::parse_usd(s)) return *v;
     if (!s.empty() && s[0] == '-') fail(e.line(), e.path, "must not be negative (got " + s + ")");
@@ -1051,7 +888,7 @@ class parser {
   std::string resolve_pricing_path(const std::string& p) const {
     namespace fs = std::filesystem;
     if (fs::path(p).is_absolute()) return p;
-    const fs::path dir = fs::path(file_).parent_path();
+    const fs::path dir = fs::path(file()).parent_path();
     if (!dir.empty()) {
       std::error_code ec;
       const fs::path candidate = dir / p;
@@ -1063,7 +900,7 @@ class parser {
   // Reads pricing_file and every targets.*.self_hosted map collected by parse_targets. The price
   // table is loaded only when some target is self-hosted, so that a missing table never breaks a
   // config that does not need it.
-  void parse_self_hosted(const entry* pricing_file, config& cfg) {
+  void parse_self_hosted(const yaml_entry* pricing_file, config& cfg) {
     std::string given = cfg.pricing_file;
     if (pricing_file) given = non_empty_string(*pricing_file);
     cfg.pricing_file = resolve_pricing_path(given);
@@ -1077,7 +914,7 @@ class parser {
       return;
     }
 
-    const entry& first = self_hosted_entries_.front();
+    const yaml_entry& first = self_hosted_entries_.front();
     try {
       cfg.pricing = std::make_shared<const ledger::pricing_table>(load_pricing_file(cfg.pricing_file));
     } catch (const config_error&) {
@@ -1091,13 +928,13 @@ class parser {
     const ledger::pricing_table& table = *cfg.pricing;
     fill_prices_from_table(cfg);
 
-    for (const entry& section : self_hosted_entries_) {
+    for (const yaml_entry& section : self_hosted_entries_) {
       // section.path is "targets.<name>.self_hosted"
       const std::string target = section.path.substr(8, section.path.size() - 8 - 12);
-      const std::vector<entry> entries = map_entries(section, &self_hosted_keys);
+      const std::vector<yaml_entry> entries = map_entries(section, &self_hosted_keys);
       self_hosted_config sh;
-      const entry* gpu = find_entry(entries, "gpu");
-      const entry* per_hour = find_entry(entries, "usd_per_hour");
+      const yaml_entry* gpu = find_entry(entries, "gpu");
+      const yaml_entry* per_hour = find_entry(entries, "usd_per_hour");
       if (!gpu && !per_hour) {
         fail(section.key_line, section.path + ".gpu",
              "missing required key (a GPU of the price table, or usd_per_hour)");
@@ -1117,10 +954,10 @@ class parser {
         }
         sh.per_hour = g->per_hour;
       }
-      if (const entry* e = find_entry(entries, "gpus")) sh.gpus = static_cast<int>(integer(*e, 1, 100'000));
-      if (const entry* e = find_entry(entries, "ops_usd_per_day")) sh.ops_per_day = usd_amount(*e);
-      if (const entry* e = find_entry(entries, "tier")) sh.tier = static_cast<int>(integer(*e, 1, 3));
-      const entry* ref = find_entry(entries, "reference");
+      if (const yaml_entry* e = find_entry(entries, "gpus")) sh.gpus = static_cast<int>(integer(*e, 1, 100'000));
+      if (const yaml_entry* e = find_entry(entries, "ops_usd_per_day")) sh.ops_per_day = usd_amount(*e);
+      if (const yaml_entry* e = find_entry(entries, "tier")) sh.tier = static_cast<int>(integer(*e, 1, 3));
+      const yaml_entry* ref = find_entry(entries, "reference");
       if (!ref) {
         fail(section.key_line, section.path + ".reference",
              "missing required key (a priced API as provider/model, e.g. openai/gpt-4o-mini)");
@@ -1150,23 +987,23 @@ class parser {
 
   // ---- models ---------------------------------------------------------------------------
 
-  void parse_models(const entry& section, config& cfg) {
-    const std::vector<entry> aliases = map_entries(section, nullptr);
+  void parse_models(const yaml_entry& section, config& cfg) {
+    const std::vector<yaml_entry> aliases = map_entries(section, nullptr);
     if (aliases.empty()) fail(section.key_line, section.path, "must define at least one model");
     key_list target_names;
     for (const auto& [name, t] : cfg.targets) target_names.push_back(name);
-    for (const entry& a : aliases) {
+    for (const yaml_entry& a : aliases) {
       if (a.name.empty()) fail(a.key_line, a.path, "model names must not be empty");
       model_alias alias;
       alias.name = a.name;
-      std::vector<entry> items;
+      std::vector<yaml_entry> items;
       if (a.value.IsSequence()) {
         items = list_items(a);
         if (items.empty()) fail(a.key_line, a.path, "must list at least one target");
       } else {
         items.push_back(a);  // a single target name
       }
-      for (const entry& item : items) {
+      for (const yaml_entry& item : items) {
         const std::string target = non_empty_string(item);
         if (!cfg.find_target(target)) {
           fail(a.key_line, a.path,
@@ -1189,10 +1026,9 @@ class parser {
     }
   }
 
-  std::string file_;
   std::vector<std::string> warnings_;
   std::vector<provider_def> providers_;
-  std::vector<entry> self_hosted_entries_;  // targets.*.self_hosted, in file order
+  std::vector<yaml_entry> self_hosted_entries_;  // targets.*.self_hosted, in file order
 };
 
 }  // namespace

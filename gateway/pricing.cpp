@@ -15,13 +15,12 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/yaml_reader.h"
 #include "ledger/money.h"
 
 namespace gw::gateway {
 
 namespace {
-
-using key_list = std::vector<std::string_view>;
 
 const key_list top_keys = {"as_of", "models", "gpus"};
 const key_list model_keys = {"provider",        "model",
@@ -31,137 +30,41 @@ const key_list model_keys = {"provider",        "model",
                              "verified"};
 const key_list gpu_keys = {"gpu", "usd_per_hour", "provider", "source", "checked", "verified"};
 
-std::string join(const key_list& keys) {
-  std::string s;
-  for (std::string_view k : keys) {
-    if (!s.empty()) s += ", ";
-    s += k;
-  }
-  return s;
-}
-
-int line_of(const YAML::Node& n, int fallback) {
-  const YAML::Mark m = n.Mark();
-  return m.line >= 0 ? m.line + 1 : fallback;
-}
-
-std::string kind_of(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map:
-      return "a map";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Scalar:
-      return "a single value";
-    default:
-      return "nothing";
-  }
-}
-
-// One key/value pair of a map.
-struct field {
-  std::string name;
-  std::string path;  // e.g. "models[3].tier"
-  int key_line = 1;
-  YAML::Node value;
-  int line() const { return value.IsScalar() ? line_of(value, key_line) : key_line; }
-};
-
-class parser {
+class parser : yaml_reader {
  public:
-  explicit parser(std::string file) : file_(std::move(file)) {}
+  explicit parser(std::string file) : yaml_reader(std::move(file), unknown_key_hint::all_keys) {}
 
   ledger::pricing_table parse(const std::string& text) {
-    YAML::Node root;
-    try {
-      root = YAML::Load(text);
-    } catch (const YAML::Exception& e) {
-      const int lines = static_cast<int>(std::count(text.begin(), text.end(), '\n')) +
-                        (text.empty() || text.back() == '\n' ? 0 : 1);
-      fail(std::clamp(e.mark.line + 1, 1, std::max(lines, 1)), "", "YAML syntax error: " + e.msg);
-    }
+    const YAML::Node root = load(text, /*with_column=*/false);
     if (root.IsNull()) fail(1, "", "the price table is empty; it needs 'as_of' and 'models'");
 
-    const std::vector<field> top = fields(root, "", 1, top_keys);
+    const std::vector<yaml_entry> top = map_entries(root, "", 1, &top_keys);
     ledger::pricing_table t;
 
-    const field* as_of = find(top, "as_of");
+    const yaml_entry* as_of = find_entry(top, "as_of");
     if (!as_of) fail(1, "as_of", "missing required key (the date the table was assembled)");
     t.as_of = date(*as_of);
 
-    const field* models = find(top, "models");
+    const yaml_entry* models = find_entry(top, "models");
     if (!models) fail(1, "models", "missing required key (the list of model prices)");
-    for (const field& item : items(*models)) t.models.push_back(model_row(item, t.models));
+    for (const yaml_entry& item : list_items(*models)) t.models.push_back(model_row(item, t.models));
 
-    if (const field* gpus = find(top, "gpus")) {
-      for (const field& item : items(*gpus)) t.gpus.push_back(gpu_row(item, t.gpus));
+    if (const yaml_entry* gpus = find_entry(top, "gpus")) {
+      for (const yaml_entry& item : list_items(*gpus)) t.gpus.push_back(gpu_row(item, t.gpus));
     }
     return t;
   }
 
  private:
-  [[noreturn]] void fail(int line, const std::string& key, const std::string& message) const {
-    throw config_error(file_, line, key, message);
-  }
-
-  static const field* find(const std::vector<field>& fs, std::string_view name) {
-    for (const field& f : fs) {
-      if (f.name == name) return &f;
-    }
-    return nullptr;
-  }
-
-  // The pairs of a map in file order; unknown and duplicate keys are errors.
-  std::vector<field> fields(const YAML::Node& n, const std::string& path, int line,
-                            const key_list& known) const {
-    if (!n.IsMap()) fail(line, path, "expected a map, got " + kind_of(n));
-    std::vector<field> out;
-    for (auto it = n.begin(); it != n.end(); ++it) {
-      // Copies: the iterator hands out a temporary pair, a reference into it would dangle.
-      const YAML::Node k = it->first;
-      const YAML::Node v = it->second;
-      const int kl = line_of(k, line);
-      if (!k.IsScalar()) fail(kl, path, "map keys must be plain strings, got " + kind_of(k));
-      const std::string& name = k.Scalar();
-      const std::string p = path.empty() ? name : path + "." + name;
-      if (const field* prev = find(out, name)) {
-        fail(kl, p, "duplicate key (first set on line " + std::to_string(prev->key_line) + ")");
-      }
-      if (std::find(known.begin(), known.end(), name) == known.end()) {
-        fail(kl, p, "unknown key '" + name + "' (expected one of: " + join(known) + ")");
-      }
-      out.push_back(field{name, p, kl, v});
-    }
-    return out;
-  }
-
-  std::vector<field> items(const field& f) const {
-    if (!f.value.IsSequence()) fail(f.key_line, f.path, "expected a list, got " + kind_of(f.value));
-    std::vector<field> out;
-    std::size_t i = 0;
-    for (const YAML::Node& item : f.value) {
-      const std::string idx = "[" + std::to_string(i++) + "]";
-      out.push_back(field{idx, f.path + idx, line_of(item, f.key_line), item});
-    }
-    return out;
-  }
-
-  const field& required(const std::vector<field>& fs, const field& row,
-                        std::string_view name) const {
-    if (const field* f = find(fs, name)) return *f;
+  const yaml_entry& required(const std::vector<yaml_entry>& fs, const yaml_entry& row,
+                             std::string_view name) const {
+    if (const yaml_entry* f = find_entry(fs, name)) return *f;
     fail(row.key_line, row.path + "." + std::string(name), "missing required key");
   }
 
-  const std::string& scalar(const field& f, std::string_view expected) const {
-    if (!f.value.IsScalar()) {
-      fail(f.key_line, f.path, "expected " + std::string(expected) + ", got " + kind_of(f.value));
-    }
-    return f.value.Scalar();
-  }
-
   // Provider names, model ids, GPU names: non-empty, no whitespace or control characters.
-  std::string name(const field& f) const {
-    const std::string& s = scalar(f, "a name");
+  std::string name(const yaml_entry& f) const {
+    const std::string& s = raw_scalar(f, "a name");
     const bool bad = s.empty() || std::any_of(s.begin(), s.end(), [](char c) {
                        const auto u = static_cast<unsigned char>(c);
                        return u <= 0x20 || u == 0x7f;
@@ -170,8 +73,8 @@ class parser {
     return s;
   }
 
-  std::string date(const field& f) const {
-    const std::string& s = scalar(f, "a date");
+  std::string date(const yaml_entry& f) const {
+    const std::string& s = raw_scalar(f, "a date");
     const auto digits = [&](std::size_t pos, std::size_t n) {
       return std::all_of(s.begin() + static_cast<std::ptrdiff_t>(pos),
                          s.begin() + static_cast<std::ptrdiff_t>(pos + n),
@@ -188,7 +91,7 @@ class parser {
     return s;
   }
 
-  std::string url(const field& f) const {
+  std::string url(const yaml_entry& f) const {
     const std::string s = name(f);
     if (s.rfind("https://", 0) != 0 && s.rfind("http://", 0) != 0) {
       fail(f.line(), f.path, "expected an http(s) URL of the pricing page, got '" + s + "'");
@@ -196,21 +99,21 @@ class parser {
     return s;
   }
 
-  bool boolean(const field& f) const {
-    const std::string& s = scalar(f, "true or false");
+  bool boolean(const yaml_entry& f) const {
+    const std::string& s = raw_scalar(f, "true or false");
     if (s == "true") return true;
     if (s == "false") return false;
     fail(f.line(), f.path, "expected true or false, got '" + s + "'");
   }
 
-  int tier(const field& f) const {
-    const std::string& s = scalar(f, "a tier");
+  int tier(const yaml_entry& f) const {
+    const std::string& s = raw_scalar(f, "a tier");
     if (s == "1" || s == "2" || s == "3") return s[0] - '0';
     fail(f.line(), f.path, "expected a tier 1, 2 or 3, got '" + s + "'");
   }
 
   // Explains why a price text was rejected; `max_frac` is the number of decimals allowed.
-  [[noreturn]] void bad_price(const field& f, const std::string& s, std::size_t max_frac,
+  [[noreturn]] void bad_price(const yaml_entry& f, const std::string& s, std::size_t max_frac,
                               std::string_view example) const {
     if (!s.empty() && s[0] == '-') fail(f.line(), f.path, "must not be negative (got " + s + ")");
     const std::size_t dot = s.find('.');
@@ -227,28 +130,28 @@ class parser {
          "expected a plain decimal such as " + std::string(example) + ", got '" + s + "'");
   }
 
-  ledger::pico_usd mtok_price(const field& f) const {
-    const std::string& s = scalar(f, "a price in USD per 1M tokens");
+  ledger::pico_usd mtok_price(const yaml_entry& f) const {
+    const std::string& s = raw_scalar(f, "a price in USD per 1M tokens");
     if (const auto v = ledger::parse_usd_per_mtok(s)) return *v;
     bad_price(f, s, 6, "0.15");
   }
 
-  ledger::pico_usd usd_price(const field& f) const {
-    const std::string& s = scalar(f, "a price in USD");
+  ledger::pico_usd usd_price(const yaml_entry& f) const {
+    const std::string& s = raw_scalar(f, "a price in USD");
     if (const auto v = ledger::parse_usd(s)) return *v;
     bad_price(f, s, 12, "2.49");
   }
 
-  ledger::model_price model_row(const field& row, const std::vector<ledger::model_price>& done) {
-    const std::vector<field> fs = fields(row.value, row.path, row.key_line, model_keys);
+  ledger::model_price model_row(const yaml_entry& row, const std::vector<ledger::model_price>& done) {
+    const std::vector<yaml_entry> fs = map_entries(row, &model_keys);
     ledger::model_price m;
     m.provider = name(required(fs, row, "provider"));
-    const field& model = required(fs, row, "model");
+    const yaml_entry& model = required(fs, row, "model");
     m.model = name(model);
     m.tier = tier(required(fs, row, "tier"));
     m.input = mtok_price(required(fs, row, "input_per_mtok"));
     m.output = mtok_price(required(fs, row, "output_per_mtok"));
-    if (const field* c = find(fs, "cached_input_per_mtok")) m.cached_input = mtok_price(*c);
+    if (const yaml_entry* c = find_entry(fs, "cached_input_per_mtok")) m.cached_input = mtok_price(*c);
     m.source = url(required(fs, row, "source"));
     m.checked = date(required(fs, row, "checked"));
     m.verified = boolean(required(fs, row, "verified"));
@@ -264,10 +167,10 @@ class parser {
     return m;
   }
 
-  ledger::gpu_price gpu_row(const field& row, const std::vector<ledger::gpu_price>& done) {
-    const std::vector<field> fs = fields(row.value, row.path, row.key_line, gpu_keys);
+  ledger::gpu_price gpu_row(const yaml_entry& row, const std::vector<ledger::gpu_price>& done) {
+    const std::vector<yaml_entry> fs = map_entries(row, &gpu_keys);
     ledger::gpu_price g;
-    const field& gpu = required(fs, row, "gpu");
+    const yaml_entry& gpu = required(fs, row, "gpu");
     g.gpu = name(gpu);
     g.per_hour = usd_price(required(fs, row, "usd_per_hour"));
     g.provider = name(required(fs, row, "provider"));
@@ -286,7 +189,6 @@ class parser {
     return g;
   }
 
-  std::string file_;
   std::vector<int> model_lines_;  // line of each accepted row's model id, for duplicate messages
   std::vector<int> gpu_lines_;
 };

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "gateway/report_text.h"
 #include "ledger/money.h"
 
 namespace gw::gateway {
@@ -15,37 +16,7 @@ namespace {
 
 using clock_type = std::chrono::system_clock;
 
-// ---- text helpers --------------------------------------------------------------------------------
-
-// The exact decimal of a signed 128-bit integer (nlohmann::json cannot hold one).
-std::string int128_string(__int128 v) {
-  unsigned __int128 mag = v < 0 ? static_cast<unsigned __int128>(-(v + 1)) + 1 : static_cast<unsigned __int128>(v);
-  std::string digits;
-  do {
-    digits.push_back(static_cast<char>('0' + static_cast<int>(mag % 10)));
-    mag /= 10;
-  } while (mag != 0);
-  if (v < 0) digits.push_back('-');
-  std::reverse(digits.begin(), digits.end());
-  return digits;
-}
-
-// A JSON string literal (quotes included); invalid UTF-8 becomes U+FFFD instead of throwing.
-std::string json_string(std::string_view s) {
-  return nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-// RFC 4180: a field with a comma, quote, CR or LF is quoted, inner quotes doubled.
-std::string csv_field(std::string_view s) {
-  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out.push_back('"');
-    out.push_back(c);
-  }
-  out.push_back('"');
-  return out;
-}
+// ---- daily report ------------------------------------------------------------------------------
 
 // A percentile in ms rounded to 3 decimals (1 µs), as the shortest text that reads back the same
 // double ("120.345", "0.05"); nullopt without samples.
@@ -141,28 +112,9 @@ std::string render_table(ledger::day_index from, ledger::day_index to, ledger::d
   for (const auto& r : rows)
     lines.push_back(cells(ledger::day_string(r.day), r.group.empty() ? "(none)" : r.group, r.c));
   lines.push_back(cells("TOTAL", "", total));
-  std::vector<std::size_t> width(head.size(), 0);
-  for (const auto& l : lines)
-    for (std::size_t i = 0; i < l.size(); ++i) width[i] = std::max(width[i], l[i].size());
-
   std::string s = "daily report by " + std::string(ledger::to_string(by)) + ", " + ledger::day_string(from) +
                   " to " + ledger::day_string(to) + "\n";
-  for (std::size_t n = 0; n < lines.size(); ++n) {
-    if (n + 1 == lines.size()) {  // a rule above the totals
-      std::size_t all = 0;
-      for (auto w : width) all += w + 2;
-      s += std::string(all - 2, '-') + "\n";
-    }
-    std::string line;
-    for (std::size_t i = 0; i < lines[n].size(); ++i) {
-      const auto& cell = lines[n][i];
-      std::string pad(width[i] - cell.size(), ' ');
-      if (i) line += "  ";
-      line += i < 2 ? cell + pad : pad + cell;
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    s += line + "\n";
-  }
+  s += aligned_table(lines, /*left_columns=*/2);
   if (rows.empty()) s += "(no requests in this range)\n";
   if (total.unpriced_requests > 0)
     s += "note: " + std::to_string(total.unpriced_requests) +
@@ -299,8 +251,6 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
-http_answer error_answer(const api_error& e) { return {e.status, "application/json", to_body(e)}; }
-
 }  // namespace
 
 std::optional<report_format> parse_report_format(std::string_view s) {
@@ -324,18 +274,24 @@ std::optional<export_format> parse_export_format(std::string_view s) {
   return std::nullopt;
 }
 
-std::variant<std::string, api_error> daily_report(const ledger::ledger& l, ledger::day_index from,
-                                                  ledger::day_index to, ledger::dimension by,
-                                                  report_format f) {
+std::optional<api_error> check_report_range(ledger::day_index from, ledger::day_index to) {
   if (from > to)
     return api_error::invalid_request("'from' (" + ledger::day_string(from) + ") is after 'to' (" +
                                           ledger::day_string(to) + ")",
                                       "from");
-  if (static_cast<std::int64_t>(to) - from + 1 > max_report_days)
+  const std::int64_t span = static_cast<std::int64_t>(to) - from + 1;
+  if (span > max_report_days)
     return api_error::invalid_request("a report covers at most " + std::to_string(max_report_days) + " days; " +
                                           ledger::day_string(from) + " to " + ledger::day_string(to) + " is " +
-                                          std::to_string(static_cast<std::int64_t>(to) - from + 1),
+                                          std::to_string(span),
                                       "from");
+  return std::nullopt;
+}
+
+std::variant<std::string, api_error> daily_report(const ledger::ledger& l, ledger::day_index from,
+                                                  ledger::day_index to, ledger::dimension by,
+                                                  report_format f) {
+  if (auto e = check_report_range(from, to)) return *e;
   std::vector<ledger::daily_row> rows;
   if (auto st = l.daily(from, to, by, &rows); !st.ok()) return api_error::internal("ledger: " + st.message);
   ledger::counters total;
@@ -372,7 +328,8 @@ ledger::status export_entries(const ledger::ledger& l, clock_type::time_point fr
   return {};
 }
 
-http_answer daily_report_http(const ledger::ledger& l, std::string_view query, clock_type::time_point now) {
+std::variant<report_query, api_error> parse_report_query(std::string_view query, ledger::day_index today,
+                                                         bool with_by) {
   if (!query.empty() && query.front() == '?') query.remove_prefix(1);
   std::optional<std::string> from_s, to_s, by_s, format_s;
   while (!query.empty()) {
@@ -383,44 +340,53 @@ http_answer daily_report_http(const ledger::ledger& l, std::string_view query, c
     auto eq = part.find('=');
     auto name = percent_decode(part.substr(0, eq));
     auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
-    if (!name || !value)
-      return error_answer(api_error::invalid_request("malformed percent-encoding in the query string"));
-    std::optional<std::string>* slot = *name == "from"     ? &from_s
-                                       : *name == "to"     ? &to_s
-                                       : *name == "by"     ? &by_s
-                                       : *name == "format" ? &format_s
-                                                           : nullptr;
+    if (!name || !value) return api_error::invalid_request("malformed percent-encoding in the query string");
+    std::optional<std::string>* slot = *name == "from"           ? &from_s
+                                       : *name == "to"           ? &to_s
+                                       : *name == "by" && with_by ? &by_s
+                                       : *name == "format"       ? &format_s
+                                                                 : nullptr;
     if (!slot)
-      return error_answer(api_error::invalid_request(
-          "unknown query parameter '" + *name + "' (expected from, to, by, format)", *name));
-    if (*slot) return error_answer(api_error::invalid_request("query parameter '" + *name + "' given twice", *name));
+      return api_error::invalid_request("unknown query parameter '" + *name + "' (expected from, to, " +
+                                            (with_by ? "by, " : "") + "format)",
+                                        *name);
+    if (*slot) return api_error::invalid_request("query parameter '" + *name + "' given twice", *name);
     *slot = std::move(*value);
   }
 
-  ledger::day_index today = ledger::to_day(now, 0);
-  auto day_param = [&](const std::optional<std::string>& s) -> std::optional<ledger::day_index> {
-    if (!s) return today;
-    return parse_report_day(*s);
-  };
-  auto from = day_param(from_s);
-  if (!from)
-    return error_answer(api_error::invalid_request("'from' must be a date YYYY-MM-DD, got '" + *from_s + "'", "from"));
-  auto to = day_param(to_s);
-  if (!to) return error_answer(api_error::invalid_request("'to' must be a date YYYY-MM-DD, got '" + *to_s + "'", "to"));
-  auto by = by_s ? ledger::parse_dimension(*by_s) : std::optional(ledger::dimension::target);
-  if (!by)
-    return error_answer(api_error::invalid_request(
-        "'by' must be one of target, model, key, team, route, total; got '" + *by_s + "'", "by"));
-  report_format f = report_format::json;
-  if (format_s) {
-    if (*format_s == "csv") f = report_format::csv;
-    else if (*format_s != "json")
-      return error_answer(api_error::invalid_request("'format' must be json or csv, got '" + *format_s + "'", "format"));
+  report_query q;
+  auto from = from_s ? parse_report_day(*from_s) : std::optional(today);
+  if (!from) return api_error::invalid_request("'from' must be a date YYYY-MM-DD, got '" + *from_s + "'", "from");
+  q.from = *from;
+  auto to = to_s ? parse_report_day(*to_s) : std::optional(today);
+  if (!to) return api_error::invalid_request("'to' must be a date YYYY-MM-DD, got '" + *to_s + "'", "to");
+  q.to = *to;
+  if (by_s) {
+    auto by = ledger::parse_dimension(*by_s);
+    if (!by)
+      return api_error::invalid_request(
+          "'by' must be one of target, model, key, team, route, total; got '" + *by_s + "'", "by");
+    q.by = *by;
   }
-  auto result = daily_report(l, *from, *to, *by, f);
-  if (auto* e = std::get_if<api_error>(&result)) return error_answer(*e);
+  if (format_s) {
+    if (*format_s == "csv") q.format = report_format::csv;
+    else if (*format_s != "json")
+      return api_error::invalid_request("'format' must be json or csv, got '" + *format_s + "'", "format");
+  }
+  return q;
+}
+
+http_answer report_answer(std::variant<std::string, api_error> result, report_format f) {
+  if (auto* e = std::get_if<api_error>(&result)) return {e->status, "application/json", to_body(*e)};
   return {200, f == report_format::csv ? "text/csv; charset=utf-8" : "application/json",
           std::move(std::get<std::string>(result))};
+}
+
+http_answer daily_report_http(const ledger::ledger& l, std::string_view query, clock_type::time_point now) {
+  auto q = parse_report_query(query, ledger::to_day(now, 0), /*with_by=*/true);
+  if (auto* e = std::get_if<api_error>(&q)) return report_answer(std::move(*e), report_format::json);
+  const auto& r = std::get<report_query>(q);
+  return report_answer(daily_report(l, r.from, r.to, r.by, r.format), r.format);
 }
 
 }  // namespace gw::gateway

@@ -28,6 +28,10 @@ std::optional<ledger::day_index> parse_report_day(std::string_view s);
 // The longest range daily_report() accepts, in days (both ends inclusive).
 inline constexpr int max_report_days = 366;
 
+// The range check every report makes: from > to, or more than max_report_days days -> 400
+// (invalid_request_error, param "from"); nullopt when [from, to] is a valid range.
+std::optional<api_error> check_report_range(ledger::day_index from, ledger::day_index to);
+
 // Days [from, to] (inclusive, in the ledger's timezone) grouped by `by`: one row per day × group,
 // ordered by day then group, and a totals line that is the exact merge of the rows (so its cost is
 // the exact sum and its percentiles are over every request of the range).
@@ -72,6 +76,25 @@ struct http_answer {
   std::string content_type;
   std::string body;
 };
+
+// The parameters of a report's HTTP form (daily_report_http, breakeven_report_http).
+struct report_query {
+  ledger::day_index from = 0, to = 0;
+  ledger::dimension by = ledger::dimension::target;
+  report_format format = report_format::json;
+};
+
+// Reads `query_string` (the part after '?'; a leading '?' is accepted): from, to, format and, only
+// when `with_by`, by. Parameters are percent-decoded ('+' is a space); from/to default to `today`,
+// by to target, format to json (json|csv; table is not offered over HTTP). An unknown, repeated or
+// malformed parameter, a bad date, dimension or format -> 400 (invalid_request_error, param
+// naming it). The range itself is not checked here (see check_report_range).
+std::variant<report_query, api_error> parse_report_query(std::string_view query_string, ledger::day_index today,
+                                                         bool with_by);
+
+// A report as the HTTP answer: its text with 200 and the content type of `f` (CSV or JSON), or the
+// error as the OpenAI error JSON (to_body(api_error)) with the error's status.
+http_answer report_answer(std::variant<std::string, api_error> result, report_format f);
 
 // GET /…/reports/daily?from=YYYY-MM-DD&to=YYYY-MM-DD&by=target&format=json
 // `query_string` is the part after '?' (a leading '?' is accepted). Parameters are

@@ -4,14 +4,13 @@
 #include "gateway/breakeven.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "ledger/ledger.h"
+#include "tests/support/test_env.h"
 
 using namespace gw;
 using namespace gw::gateway;
@@ -91,20 +90,17 @@ pricing_file: pricing.yaml
 constexpr std::int64_t usd = 1'000'000'000'000;
 
 struct fixture : ::testing::Test {
-  fs::path dir;
+  gw::test::temp_dir dir{"breakeven"};  // declared first: removed after the ledger is closed
   std::unique_ptr<ledger::ledger> l;
   std::shared_ptr<const config> cfg;
   ledger::day_index d1 = *ledger::parse_day("2026-03-01");
   system_clock::time_point later = system_clock::time_point(days(d1 + 9));  // all 3 days are past
 
   void SetUp() override {
-    dir = fs::temp_directory_path() /
-          ("tollgate-breakeven-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
-    fs::create_directories(dir);
-    std::ofstream(dir / "pricing.yaml") << k_pricing;
-    cfg = load_config_text(k_config, (dir / "tollgate.yaml").string()).cfg;
+    std::ofstream(dir.path / "pricing.yaml") << k_pricing;
+    cfg = load_config_text(k_config, (dir.path / "tollgate.yaml").string()).cfg;
     ledger::status st;
-    l = ledger::ledger::open((dir / "ledger").string(), ledger::options{}, &st);
+    l = ledger::ledger::open((dir.path / "ledger").string(), ledger::options{}, &st);
     ASSERT_TRUE(l) << st.message;
     int n = 0;
     auto add = [&](const char* target, int day, std::int64_t prompt, std::int64_t cached, std::int64_t completion,
@@ -129,10 +125,6 @@ struct fixture : ::testing::Test {
     // llama on day 2 only: 10M prompt + 5M completion = $4.50 at gpt-4o-mini.
     add("llama", 1, 10'000'000, 0, 5'000'000, microseconds(0), seconds(2));
     add("openai", 1, 1'000'000, 0, 1'000'000, microseconds(0), seconds(1));  // not self-hosted
-  }
-  void TearDown() override {
-    l.reset();
-    fs::remove_all(dir);
   }
   breakeven_summary run(ledger::day_index from, ledger::day_index to, system_clock::time_point now) {
     auto r = compute_breakeven(*l, *cfg, from, to, now);

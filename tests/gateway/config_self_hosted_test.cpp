@@ -2,14 +2,13 @@
 // validation against the price table (file:line:key errors), and that a missing price table only
 // matters when some target is self-hosted.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 
 #include "gateway/config.h"
+#include "tests/support/test_env.h"
 
 namespace {
 
@@ -38,15 +37,9 @@ gpus:
     verified: true
 )";
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() /
-           ("tollgate-sh-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-    std::ofstream(path / "pricing.yaml") << k_pricing;
-  }
-  ~temp_dir() { fs::remove_all(path); }
+// A temp directory holding pricing.yaml (k_pricing), where the config under test claims to live.
+struct config_dir : gw::test::temp_dir {
+  config_dir() : temp_dir("sh") { std::ofstream(path / "pricing.yaml") << k_pricing; }
   std::string config_name() const { return (path / "tollgate.yaml").string(); }
 };
 
@@ -64,9 +57,9 @@ std::string config_with(const std::string& sh, const std::string& pricing_line =
          pricing_line;
 }
 
-load_result load(const temp_dir& d, const std::string& text) { return load_config_text(text, d.config_name()); }
+load_result load(const config_dir& d, const std::string& text) { return load_config_text(text, d.config_name()); }
 
-config_error load_error(const temp_dir& d, const std::string& text) {
+config_error load_error(const config_dir& d, const std::string& text) {
   try {
     load(d, text);
   } catch (const config_error& e) {
@@ -77,7 +70,7 @@ config_error load_error(const temp_dir& d, const std::string& text) {
 }
 
 TEST(ConfigSelfHosted, ParsesEveryKeyExactly) {
-  temp_dir d;
+  config_dir d;
   auto r = load(d, config_with("      gpu: H100-80GB\n"
                                "      gpus: 2\n"
                                "      ops_usd_per_day: 1.50\n"
@@ -99,7 +92,7 @@ TEST(ConfigSelfHosted, ParsesEveryKeyExactly) {
 }
 
 TEST(ConfigSelfHosted, DefaultsAndUsdPerHourOverride) {
-  temp_dir d;
+  config_dir d;
   auto r = load(d, config_with("      gpu: my-own-card\n"
                                "      usd_per_hour: 1.234567890123\n"
                                "      reference: openai/gpt-4o-mini\n"));
@@ -112,7 +105,7 @@ TEST(ConfigSelfHosted, DefaultsAndUsdPerHourOverride) {
 }
 
 TEST(ConfigSelfHosted, NoSelfHostedTargetNeedsNoPriceTable) {
-  temp_dir d;
+  config_dir d;
   auto r = load_config_text(
       "auth: none\ntargets:\n  a:\n    base_url: http://127.0.0.1:1/v1\nmodels:\n  m: a\n"
       "pricing_file: /nonexistent/pricing.yaml\n",
@@ -127,7 +120,7 @@ TEST(ConfigSelfHosted, NoSelfHostedTargetNeedsNoPriceTable) {
 }
 
 TEST(ConfigSelfHosted, MissingPriceTableIsAnErrorWhenNeeded) {
-  temp_dir d;
+  config_dir d;
   auto e = load_error(d, config_with("      gpu: H100-80GB\n      reference: openai/gpt-4o-mini\n",
                                      "pricing_file: nope.yaml\n"));
   EXPECT_EQ(e.key(), "pricing_file");
@@ -137,7 +130,7 @@ TEST(ConfigSelfHosted, MissingPriceTableIsAnErrorWhenNeeded) {
 }
 
 TEST(ConfigSelfHosted, UnknownGpuNamesTheKeyAndLine) {
-  temp_dir d;
+  config_dir d;
   auto e = load_error(d, config_with("      gpu: H100-80G\n      reference: openai/gpt-4o-mini\n"));
   EXPECT_EQ(e.key(), "targets.vllm.self_hosted.gpu");
   EXPECT_EQ(e.line(), 6);
@@ -145,7 +138,7 @@ TEST(ConfigSelfHosted, UnknownGpuNamesTheKeyAndLine) {
 }
 
 TEST(ConfigSelfHosted, ReferenceMustBeAPricedRow) {
-  temp_dir d;
+  config_dir d;
   auto e = load_error(d, config_with("      gpu: H100-80GB\n      reference: openai/gpt-4o\n"));
   EXPECT_EQ(e.key(), "targets.vllm.self_hosted.reference");
   EXPECT_EQ(e.line(), 7);
@@ -158,7 +151,7 @@ TEST(ConfigSelfHosted, ReferenceMustBeAPricedRow) {
 }
 
 TEST(ConfigSelfHosted, RejectsBadValues) {
-  temp_dir d;
+  config_dir d;
   const std::string ref = "      reference: openai/gpt-4o-mini\n";
   struct bad {
     std::string line, key, text;

@@ -3,14 +3,8 @@
 // loses a request that a client saw complete; no request id is ever recorded twice (also across a
 // crash and restart); and the daily aggregates always equal the entries (same atomic batch).
 #include <gtest/gtest.h>
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -31,27 +25,15 @@
 
 #include "ledger/ledger.h"
 #include "tests/support/fake_upstream.h"
+#include "tests/support/process.h"
 #include "tests/support/test_client.h"
+#include "tests/support/test_env.h"
 
-extern char** environ;
 using namespace gw::test;
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() /
-           ("tollgate-crash-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 struct scope_exit {
   std::function<void()> fn;
@@ -59,70 +41,6 @@ struct scope_exit {
     if (fn) fn();
   }
 };
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs the binary with args; stdout/stderr go to files in `dir` (named with `tag`). Returns the pid.
-pid_t spawn(const std::vector<std::string>& args, const fs::path& dir, const std::string& tag) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  const std::string out = (dir / (tag + ".stdout")).string(), err = (dir / (tag + ".stderr")).string();
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::string bin = TOLLGATE_BIN;
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  argv.push_back(bin.data());
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("cannot start " + bin);
-  return pid;
-}
-
-// The child process of one round; SIGKILLed and reaped on every path out of scope.
-struct child {
-  pid_t pid = -1;
-  int wait_status = 0;
-  bool alive() {
-    if (pid <= 0) return false;
-    pid_t r = ::waitpid(pid, &wait_status, WNOHANG);
-    if (r == pid) {
-      pid = -1;
-      return false;
-    }
-    return true;
-  }
-  // SIGKILL and reap; returns the wait status (or the one reaped earlier).
-  int kill_and_reap() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &wait_status, 0);
-      pid = -1;
-    }
-    return wait_status;
-  }
-  ~child() { kill_and_reap(); }
-};
-
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 bool stream_complete(const std::string& body) {
   std::string_view b(body);
@@ -152,7 +70,7 @@ TEST(crash, sigkill_under_load_loses_no_completed_request_and_keeps_aggregates_e
   constexpr int clients = 8;
   const auto test_start = std::chrono::steady_clock::now();
 
-  temp_dir d;
+  temp_dir d("crash");
   fake_upstream up_chat;    // non-streaming JSON replies (alias m)
   fake_upstream up_stream;  // SSE streams with a few chunks (alias m-stream)
   up_chat.set_default(scripted_reply::of(behaviour::ok));
@@ -193,7 +111,8 @@ TEST(crash, sigkill_under_load_loses_no_completed_request_and_keeps_aggregates_e
         if (t.joinable()) t.join();
     }};
 
-    proc.pid = spawn({"serve", "--config", cfg.string()}, d.path, tag);
+    proc.pid = spawn_process(TOLLGATE_BIN, {"serve", "--config", cfg.string()}, d.path / (tag + ".stdout"),
+                             d.path / (tag + ".stderr"));
     const bool healthy = wait_until(
         [&] {
           if (!proc.alive()) return true;  // exited early: stop waiting, reported below
@@ -205,7 +124,7 @@ TEST(crash, sigkill_under_load_loses_no_completed_request_and_keeps_aggregates_e
         },
         10s);
     ASSERT_TRUE(healthy && proc.alive()) << "serve did not come up; stderr:\n"
-                                         << slurp(d.path / (tag + ".stderr"));
+                                         << read_file(d.path / (tag + ".stderr"));
 
     for (int c = 0; c < clients; ++c) {
       threads.emplace_back([&, c] {
@@ -258,7 +177,7 @@ TEST(crash, sigkill_under_load_loses_no_completed_request_and_keeps_aggregates_e
     threads.clear();
 
     EXPECT_TRUE(alive_at_kill && WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL)
-        << "serve was not running until the kill; stderr:\n" << slurp(d.path / (tag + ".stderr"));
+        << "serve was not running until the kill; stderr:\n" << read_file(d.path / (tag + ".stderr"));
 
     round_result& rr = results[round];
     for (auto& r : per_client) {

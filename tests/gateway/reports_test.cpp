@@ -2,11 +2,7 @@
 // the `tollgate report daily` / `tollgate export` subcommands of the real binary.
 #include "gateway/reports.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -15,12 +11,12 @@
 #include <random>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "ledger/ledger.h"
 #include "ledger/money.h"
+#include "tests/support/process.h"
+#include "tests/support/test_env.h"
 
-extern char** environ;
 using namespace gw;
 using namespace gw::gateway;
 using ledger::day_index;
@@ -31,14 +27,9 @@ using namespace std::chrono;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() /
-           ("tollgate-reports-" + std::to_string(::getpid()) + "-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
+// A temp directory whose ledger lives at db().
+struct ledger_dir : gw::test::temp_dir {
+  ledger_dir() : temp_dir("reports") {}
   std::string db() const { return (path / "ledger").string(); }
 };
 
@@ -298,51 +289,10 @@ std::vector<std::string> lines_of(const std::string& s) {
 
 // ---- running the binary ------------------------------------------------------------------------
 
-struct run_result {
-  int code = -1;
-  std::string out, err;
-};
-
-run_result run_tollgate(const std::vector<std::string>& args, const fs::path& dir) {
-  auto out_path = dir / "stdout", err_path = dir / "stderr";
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  std::string bin = TOLLGATE_BIN;
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv{bin.data()};
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  run_result res;
-  if (rc != 0) {
-    ADD_FAILURE() << "cannot start " << bin;
-    return res;
-  }
-  int status = 0;
-  auto deadline = steady_clock::now() + seconds(60);
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (steady_clock::now() > deadline) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << "tollgate did not exit";
-      return res;
-    }
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  res.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  res.out = slurp(out_path);
-  res.err = slurp(err_path);
-  return res;
+gw::test::process_result run_tollgate(const std::vector<std::string>& args, const fs::path& dir) {
+  auto r = gw::test::run_process(TOLLGATE_BIN, args, dir);
+  if (r.code == -1) ADD_FAILURE() << "tollgate did not exit";
+  return r;
 }
 
 }  // namespace
@@ -363,7 +313,7 @@ TEST(reports, parses_formats_and_days) {
 }
 
 TEST(reports, json_rows_and_totals_equal_the_raw_entries_for_every_dimension) {
-  temp_dir d;
+  ledger_dir d;
   auto l = must_open(d.db());
   std::mt19937_64 rng(20261120);
   auto rs = random_records(rng, 1500, "2026-11-20", 5, "tg-");
@@ -385,7 +335,7 @@ TEST(reports, json_rows_and_totals_equal_the_raw_entries_for_every_dimension) {
 }
 
 TEST(reports, csv_has_the_same_numbers_and_quotes_groups) {
-  temp_dir d;
+  ledger_dir d;
   auto l = must_open(d.db());
   std::mt19937_64 rng(7);
   record_all(*l, random_records(rng, 600, "2026-11-20", 3, "tg-"));
@@ -428,7 +378,7 @@ TEST(reports, csv_has_the_same_numbers_and_quotes_groups) {
 }
 
 TEST(reports, table_is_aligned_with_totals_and_an_unpriced_note) {
-  temp_dir d;
+  ledger_dir d;
   auto l = must_open(d.db());
   request_record a;
   a.request_id = "a";
@@ -478,7 +428,7 @@ TEST(reports, table_is_aligned_with_totals_and_an_unpriced_note) {
 }
 
 TEST(reports, empty_range_has_zero_totals_and_null_percentiles) {
-  temp_dir d;
+  ledger_dir d;
   auto l = must_open(d.db());
   auto body = report_or_fail(*l, day_of("2026-01-01"), day_of("2026-01-31"), dimension::model, report_format::json);
   auto j = nlohmann::json::parse(body);
@@ -494,7 +444,7 @@ TEST(reports, empty_range_has_zero_totals_and_null_percentiles) {
 }
 
 TEST(reports, range_errors_are_400_and_366_days_is_the_limit) {
-  temp_dir d;
+  ledger_dir d;
   auto l = must_open(d.db());
   auto err = [&](day_index from, day_index to) {
     auto r = daily_report(*l, from, to, dimension::target, report_format::json);
@@ -513,7 +463,7 @@ TEST(reports, range_errors_are_400_and_366_days_is_the_limit) {
 }
 
 TEST(reports, export_jsonl_has_one_line_per_entry_with_exact_costs) {
-  temp_dir d;
+  ledger_dir d;
   auto l = must_open(d.db());
   std::mt19937_64 rng(99);
   auto rs = random_records(rng, 800, "2026-11-20", 4, "tg-");
@@ -583,7 +533,7 @@ TEST(reports, export_jsonl_has_one_line_per_entry_with_exact_costs) {
 }
 
 TEST(reports, export_csv_streams_every_field_of_every_entry) {
-  temp_dir d;
+  ledger_dir d;
   auto l = must_open(d.db());
   std::mt19937_64 rng(5);
   auto rs = random_records(rng, 300, "2026-11-20", 2, "tg-");
@@ -622,7 +572,7 @@ TEST(reports, export_csv_streams_every_field_of_every_entry) {
 }
 
 TEST(reports, http_parses_the_query_and_answers_errors_as_openai_json) {
-  temp_dir d;
+  ledger_dir d;
   auto l = must_open(d.db());
   std::mt19937_64 rng(3);
   auto rs = random_records(rng, 200, "2026-11-20", 2, "tg-");
@@ -675,7 +625,7 @@ TEST(reports, http_parses_the_query_and_answers_errors_as_openai_json) {
 }
 
 TEST(reports, read_only_view_opened_before_more_writes_sees_them_after_catch_up) {
-  temp_dir d;
+  ledger_dir d;
   auto primary = must_open(d.db());
   std::mt19937_64 rng(11);
   auto first = random_records(rng, 300, "2026-11-20", 2, "a-");
@@ -700,7 +650,7 @@ TEST(reports, read_only_view_opened_before_more_writes_sees_them_after_catch_up)
 }
 
 TEST(reports, cli_report_daily_and_export_run_against_a_ledger_in_use) {
-  temp_dir d;
+  ledger_dir d;
   auto cfg = d.path / "tollgate.yaml";
   std::ofstream(cfg) << "server:\n  data_dir: " << d.path.string()
                      << "\nauth: none\ntargets:\n  t:\n    base_url: http://127.0.0.1:9/v1\nmodels:\n  m: [t]\n";

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "ledger/encoding.h"
+#include "tests/support/test_env.h"
 
 using namespace gw::ledger;
 namespace fs = std::filesystem;
@@ -17,14 +18,9 @@ using namespace std::chrono;
 
 namespace {
 
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    path = fs::temp_directory_path() / ("tollgate-ledger-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
+// A temp directory whose database lives at db().
+struct db_dir : gw::test::temp_dir {
+  db_dir() : temp_dir("ledger") {}
   std::string db() const { return (path / "db").string(); }
 };
 
@@ -64,7 +60,7 @@ std::unique_ptr<ledger> must_open(const std::string& path, options o = {}) {
 }  // namespace
 
 TEST(ledger, records_round_trip_and_are_exactly_once_across_restart) {
-  temp_dir d;
+  db_dir d;
   {
     auto l = must_open(d.db());
     auto r = make("tg-1", at("2026-11-20"));
@@ -94,7 +90,7 @@ TEST(ledger, records_round_trip_and_are_exactly_once_across_restart) {
 }
 
 TEST(ledger, duplicate_ids_within_one_group_commit_are_refused) {
-  temp_dir d;
+  db_dir d;
   auto l = must_open(d.db());
   std::atomic<int> ok{0}, dup{0};
   for (int i = 0; i < 50; ++i)
@@ -105,7 +101,7 @@ TEST(ledger, duplicate_ids_within_one_group_commit_are_refused) {
 }
 
 TEST(ledger, aggregates_equal_the_sum_of_entries_on_random_data) {
-  temp_dir d;
+  db_dir d;
   auto l = must_open(d.db());
   std::mt19937_64 rng(1234);
   const char* targets[] = {"openai", "groq", "local", ""};
@@ -181,7 +177,7 @@ TEST(ledger, aggregates_equal_the_sum_of_entries_on_random_data) {
 }
 
 TEST(ledger, spend_state_is_rebuilt_when_reopened) {
-  temp_dir d;
+  db_dir d;
   auto now = system_clock::now();
   {
     auto l = must_open(d.db());
@@ -198,7 +194,7 @@ TEST(ledger, spend_state_is_rebuilt_when_reopened) {
 }
 
 TEST(ledger, prune_removes_old_entries_but_keeps_aggregates) {
-  temp_dir d;
+  db_dir d;
   auto l = must_open(d.db());
   ASSERT_TRUE(l->record_sync(make("old", at("2026-10-01"))).ok());
   ASSERT_TRUE(l->record_sync(make("new", at("2026-11-20"))).ok());
@@ -215,7 +211,7 @@ TEST(ledger, prune_removes_old_entries_but_keeps_aggregates) {
 }
 
 TEST(ledger, checkpoint_and_read_only_view) {
-  temp_dir d;
+  db_dir d;
   auto l = must_open(d.db());
   ASSERT_TRUE(l->record_sync(make("one", at("2026-11-20"))).ok());
   auto cp = (d.path / "backup").string();
@@ -285,7 +281,7 @@ TEST(ledger_days, parse_format_and_offsets) {
 }
 
 TEST(ledger, spend_rebuild_uses_the_injected_clock_and_month_boundaries) {
-  temp_dir d;
+  db_dir d;
   {
     auto l = must_open(d.db());
     ASSERT_TRUE(l->record_sync(make("oct31", at("2026-10-31", 23), "openai", "k", "t", 5)).ok());

@@ -1,6 +1,9 @@
 #include "tests/support/test_env.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -33,6 +36,17 @@ std::filesystem::path shared_dir() {
                              "tests needing it cannot be skipped under CI. ***");
   }
   return {};
+}
+
+temp_dir::temp_dir(std::string_view tag) {
+  path = std::filesystem::temp_directory_path() / ("tollgate-" + std::string(tag) + "-" + std::to_string(::getpid()) +
+                                                   "-" + std::to_string(std::random_device{}()));
+  std::filesystem::create_directories(path);
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path, ec);
 }
 
 }  // namespace gw::test
