@@ -18,6 +18,8 @@
 #include "gateway/config.h"
 #include "gateway/metrics.h"
 #include "gateway/server.h"
+#include "ledger/ledger.h"
+#include "policies/budget.h"
 #include "providers/forwarder.h"
 #include "providers/http_client.h"
 #include "providers/target_health.h"
@@ -57,12 +59,27 @@ struct worker {
   std::uint64_t id_seed = 0;
 };
 
+// Budget and rate-limit state built from one config (rebuilt, and re-seeded from the ledger, when a
+// reload swaps the config).
+struct spend_state {
+  spend_state(const config& cfg, ledger::ledger* l);
+  policies::budget_store budgets;
+  policies::rate_limiter rates;
+  std::int64_t default_max_tokens;
+  bool any_budget, any_rate_limit;
+};
+
 struct app_state {
   std::shared_ptr<const config> cfg_ptr;  // guarded by cfg_mu (swap on reload)
+  std::shared_ptr<spend_state> spend_ptr;  // guarded by cfg_mu
   mutable std::mutex cfg_mu;
   std::shared_ptr<const config> cfg() const {
     std::lock_guard lock(cfg_mu);
     return cfg_ptr;
+  }
+  std::shared_ptr<spend_state> spend() const {
+    std::lock_guard lock(cfg_mu);
+    return spend_ptr;
   }
   server_hooks hooks;
   providers::health_registry health;

@@ -55,8 +55,11 @@ constexpr std::int64_t unbounded = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t max_price_usd_per_mtok = 1'000'000;
 constexpr std::size_t min_client_key_chars = 8;
 
-const key_list top_keys = {"server",    "ledger",  "reports", "auth",
-                           "providers", "targets", "models",  "pricing_file"};
+const key_list top_keys = {"server",    "ledger",  "reports", "auth",    "budgets",
+                           "rate_limits", "budget_default_max_tokens", "providers", "targets", "models",
+                           "pricing_file"};
+const key_list budget_keys = {"key", "team", "daily_usd", "monthly_usd", "hard"};
+const key_list rate_limit_keys = {"key", "team", "requests_per_minute", "tokens_per_minute"};
 const key_list ledger_keys = {"enabled", "sync", "sync_interval_ms", "retention_days"};
 const key_list reports_keys = {"timezone"};
 const key_list server_keys = {"listen",   "io_threads", "shutdown_grace_ms", "data_dir",
@@ -170,6 +173,10 @@ class parser : yaml_reader {
            "without client authentication)");
     }
     parse_auth(*auth, cfg->auth);
+    if (const yaml_entry* e = find_entry(top, "budgets")) parse_budgets(*e, *cfg);
+    if (const yaml_entry* e = find_entry(top, "rate_limits")) parse_rate_limits(*e, *cfg);
+    if (const yaml_entry* e = find_entry(top, "budget_default_max_tokens"))
+      cfg->spend.default_max_tokens = integer(*e, 1, 10'000'000);
 
     if (const yaml_entry* e = find_entry(top, "providers")) parse_providers(*e);
 
@@ -370,6 +377,59 @@ class parser : yaml_reader {
       } else if (e.name == "limits") {
         parse_limits(e, s.limits);
       }
+    }
+  }
+
+  // `key: NAME` or `team: NAME` (exactly one); a key must be one of auth.keys when auth is on.
+  std::pair<policies::budget_scope, std::string> limit_subject(const yaml_entry& item, const std::vector<yaml_entry>& fields,
+                                                               const config& cfg) {
+    const yaml_entry* key = find_entry(fields, "key");
+    const yaml_entry* team = find_entry(fields, "team");
+    if ((key != nullptr) == (team != nullptr))
+      fail(item.key_line, item.path, "needs exactly one of 'key' or 'team'");
+    if (key) {
+      std::string name = non_empty_string(*key);
+      if (cfg.auth.enabled) {
+        bool known = false;
+        for (const auto& k : cfg.auth.keys) known = known || k.name == name;
+        if (!known) fail(key->line(), key->path, "unknown client key '" + name + "' (not in auth.keys)");
+      }
+      return {policies::budget_scope::key, name};
+    }
+    return {policies::budget_scope::team, non_empty_string(*team)};
+  }
+
+  void parse_budgets(const yaml_entry& section, config& cfg) {
+    for (const yaml_entry& item : list_items(section)) {
+      const std::vector<yaml_entry> fields = map_entries(item, &budget_keys);
+      auto [scope, name] = limit_subject(item, fields, cfg);
+      bool hard = true;
+      if (const yaml_entry* h = find_entry(fields, "hard")) hard = boolean(*h);
+      bool any = false;
+      for (auto [field, period] : {std::pair{"daily_usd", policies::budget_period::day},
+                                   std::pair{"monthly_usd", policies::budget_period::month}}) {
+        const yaml_entry* v = find_entry(fields, field);
+        if (!v) continue;
+        any = true;
+        for (const auto& b : cfg.spend.budgets)
+          if (b.scope == scope && b.name == name && b.period == period)
+            fail(v->line(), v->path, "a " + std::string(field) + " budget for '" + name + "' is already set");
+        cfg.spend.budgets.push_back({scope, name, period, usd_amount(*v), hard});
+      }
+      if (!any) fail(item.key_line, item.path, "needs daily_usd and/or monthly_usd");
+    }
+  }
+
+  void parse_rate_limits(const yaml_entry& section, config& cfg) {
+    for (const yaml_entry& item : list_items(section)) {
+      const std::vector<yaml_entry> fields = map_entries(item, &rate_limit_keys);
+      auto [scope, name] = limit_subject(item, fields, cfg);
+      policies::rate_limit r{scope, name, 0, 0};
+      if (const yaml_entry* v = find_entry(fields, "requests_per_minute")) r.requests_per_minute = integer(*v, 1, 100'000'000);
+      if (const yaml_entry* v = find_entry(fields, "tokens_per_minute")) r.tokens_per_minute = integer(*v, 1, 10'000'000'000);
+      if (!r.requests_per_minute && !r.tokens_per_minute)
+        fail(item.key_line, item.path, "needs requests_per_minute and/or tokens_per_minute");
+      cfg.spend.rate_limits.push_back(std::move(r));
     }
   }
 

@@ -14,6 +14,7 @@
 
 #include "ledger/money.h"
 #include "ledger/pricing_table.h"
+#include "policies/budget.h"
 #include "providers/target.h"
 
 namespace gw::gateway {
@@ -107,12 +108,21 @@ struct self_hosted_config {
   int tier = 1;                    // 1..3: the cheapest-API comparison uses rows of tier >= this
 };
 
+// Spending limits and rate limits per client key or team (policies/budget.h).
+struct limits_policy_config {
+  std::vector<policies::budget_limit> budgets;
+  std::vector<policies::rate_limit> rate_limits;
+  // Worst-case completion length reserved against a budget when a request sets no max_tokens.
+  std::int64_t default_max_tokens = 1024;
+};
+
 struct config {
   std::string source_file;  // path it was loaded from
   server_config server;
   ledger_config ledger;
   reports_config reports;
   auth_config auth;
+  limits_policy_config spend;
   std::map<std::string, providers::target_spec> targets;  // by name
   std::vector<model_alias> models;                        // in file order
   // pricing_file as resolved (relative to the config file's directory when the file is there,

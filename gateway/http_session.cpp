@@ -22,6 +22,7 @@
 #include "gateway/reports.h"
 #include "ledger/ledger.h"
 #include "policies/plan.h"
+#include "providers/usage.h"
 
 namespace gw::gateway {
 
@@ -72,6 +73,9 @@ struct request_state {
   std::optional<clock_type::time_point> first_byte;
   bool done = false;
   bool model_request = false;  // authenticated model endpoint: goes to the ledger
+  std::shared_ptr<spend_state> spend;  // set when a budget reservation is held
+  policies::reservation reservation;
+  std::string budget_note;  // soft budget exceeded
   bool recorded = false;       // handed to the ledger
   ledger::request_record committed_record;
 };
@@ -422,6 +426,7 @@ class http_session final : public session_base,
     std::vector<providers::route_step> steps;
     steps.reserve(plan.targets.size());
     for (const auto& name : plan.targets) steps.push_back({cfg.find_target(name), app_.health.get(name)});
+    if (auto err = check_limits(mr, steps, cfg)) return send_error(*err);
 
     providers::forward_request fr;
     fr.endpoint = std::string(upstream_path(ep));
@@ -435,6 +440,51 @@ class http_session final : public session_base,
     req_->forwarding = true;
     req_->call = w_.forward.start(std::move(fr), std::move(steps), this->shared_from_this());
     start_watch();
+  }
+
+  // Rate limits, then the budget: the request's worst-case cost (estimated prompt + max_tokens at
+  // the dearest target of the plan) is reserved before anything goes upstream, and settled to the
+  // real cost in finish_request.
+  std::optional<api_error> check_limits(const model_request& mr, const std::vector<providers::route_step>& steps,
+                                        const config& cfg) {
+    auto spend = app_.spend();
+    if (!spend->any_budget && !spend->any_rate_limit) return std::nullopt;
+    auto now = std::chrono::system_clock::now();
+    policies::budget_subject who{req_->client.key_name, req_->client.team};
+    std::int64_t prompt = providers::estimate_prompt_tokens(nlohmann::json(*mr.body));
+    std::int64_t max_out = spend->default_max_tokens;
+    for (const char* k : {"max_completion_tokens", "max_tokens"})
+      if (auto it = mr.body->find(k); it != mr.body->end() && it->is_number_integer() && it->get<std::int64_t>() > 0)
+        max_out = it->get<std::int64_t>();
+    if (spend->any_rate_limit) {
+      auto v = spend->rates.take(who, prompt + max_out, now);
+      if (!v.allowed)
+        return api_error{429, "rate_limit_error",
+                         "Rate limit reached for " + v.limit + ". Retry after " + std::to_string(v.retry_after_s) + " s.",
+                         std::nullopt, "rate_limit_exceeded", v.retry_after_s};
+    }
+    if (spend->any_budget) {
+      policies::pusd worst = 0;
+      for (const auto& st : steps) {
+        const auto& p = st.spec->prices;
+        auto a = ledger::token_cost(prompt, p.input.value_or(0));
+        auto b = ledger::token_cost(max_out, p.output.value_or(0));
+        if (a && b) worst = std::max(worst, *a + *b);
+      }
+      auto v = spend->budgets.reserve(who, worst, now);
+      if (!v.allowed) {
+        // Until the next day in the reports' timezone: the earliest a daily budget frees up.
+        auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() +
+                    cfg.reports.utc_offset_minutes * 60;
+        int wait = static_cast<int>(86400 - ((secs % 86400) + 86400) % 86400);
+        return api_error{429, "insufficient_quota", "The " + v.exhausted + " is exhausted.", std::nullopt,
+                         "budget_exceeded", std::max(1, wait)};
+      }
+      if (v.soft_exceeded) req_->budget_note = "over the " + v.exhausted + " (soft)";
+      req_->reservation = v.r;
+      req_->spend = std::move(spend);
+    }
+    return std::nullopt;
   }
 
   // ---- client-disconnect watch while the upstream works ----
@@ -543,6 +593,7 @@ class http_session final : public session_base,
     if (!req_->client_request_id.empty()) res.set("x-client-request-id", req_->client_request_id);
     if (!req_->target.empty()) res.set("x-tollgate-target", req_->target);
     if (!req_->route.empty()) res.set("x-tollgate-route", req_->route);
+    if (!req_->budget_note.empty()) res.set("x-tollgate-budget", req_->budget_note);
     if (overhead_ms_value >= 0) {
       char buf[32];
       std::snprintf(buf, sizeof buf, "%.3f", overhead_ms_value);
@@ -760,6 +811,13 @@ class http_session final : public session_base,
     req_->done = true;
     app_.stats->request_finished();
     auto end = clock_type::now();
+    if (req_->spend) {
+      // Settled to what the ledger records (0 when nothing was billed: a release in effect).
+      std::int64_t cost = req_->recorded ? req_->committed_record.cost_pusd : 0;
+      if (!req_->recorded && outcome_) cost = make_record(status, error_code).cost_pusd;
+      req_->spend->budgets.settle(req_->reservation, cost, std::chrono::system_clock::now());
+      req_->spend.reset();
+    }
     // The ledger's copy when it has one (same figures in the log as in the ledger), else fresh.
     ledger::request_record r = req_->recorded && status == req_->committed_record.status
                                    ? std::move(req_->committed_record)

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <future>
+#include <set>
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -43,6 +44,23 @@ std::shared_ptr<spdlog::logger> make_logger() {
 }
 
 }  // namespace
+
+spend_state::spend_state(const config& cfg, ledger::ledger* l)
+    : budgets(cfg.spend.budgets, cfg.reports.utc_offset_minutes),
+      rates(cfg.spend.rate_limits),
+      default_max_tokens(cfg.spend.default_max_tokens),
+      any_budget(!cfg.spend.budgets.empty()),
+      any_rate_limit(!cfg.spend.rate_limits.empty()) {
+  if (!l) return;
+  // Spend recorded before this process started counts against today's and this month's budgets.
+  auto now = std::chrono::system_clock::now();
+  std::set<std::pair<policies::budget_scope, std::string>> seeded;
+  for (const auto& b : cfg.spend.budgets) {
+    if (!seeded.insert({b.scope, b.name}).second) continue;
+    auto s = b.scope == policies::budget_scope::key ? l->key_spend(b.name, now) : l->team_spend(b.name, now);
+    budgets.seed(b.scope, b.name, static_cast<policies::pusd>(s.day), static_cast<policies::pusd>(s.month), now);
+  }
+}
 
 struct server::impl {
   app_state app;
@@ -96,6 +114,7 @@ server::server(std::shared_ptr<const config> cfg, server_hooks hooks) : impl_(st
   auto& app = impl_->app;
   app.cfg_ptr = std::move(cfg);
   app.hooks = std::move(hooks);
+  app.spend_ptr = std::make_shared<spend_state>(*app.cfg_ptr, app.hooks.ledger);
   app.log = make_logger();
   app.log->set_level(spdlog::level::from_str(app.cfg_ptr->server.log_level));
   if (app.cfg_ptr->server.access_log) app.access_log = make_access_logger();
@@ -157,8 +176,12 @@ std::vector<std::uint16_t> server::ports() const { return impl_->bound_ports; }
 std::shared_ptr<const config> server::current_config() const { return impl_->app.cfg(); }
 
 void server::swap_config(std::shared_ptr<const config> next) {
+  // Built outside the lock (it reads the ledger); requests in flight keep the state they started
+  // with and settle against it.
+  auto spend = std::make_shared<spend_state>(*next, impl_->app.hooks.ledger);
   std::lock_guard lock(impl_->app.cfg_mu);
   impl_->app.cfg_ptr = std::move(next);
+  impl_->app.spend_ptr = std::move(spend);
 }
 
 bool server::reload(std::string* error) {
