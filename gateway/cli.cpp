@@ -15,6 +15,7 @@
 #include "gateway/breakeven.h"
 #include "gateway/config.h"
 #include "gateway/ledger_setup.h"
+#include "gateway/score_cmd.h"
 #include "gateway/reports.h"
 #include "ledger/ledger.h"
 #include "gateway/server.h"
@@ -268,6 +269,17 @@ int run_cli(int argc, char** argv) {
   backup_cmd->add_option("-c,--config", backup_config, "Config file")->capture_default_str();
   backup_cmd->add_option("dir", backup_dir, "Directory to create (must not exist)")->required();
 
+  std::string score_config = default_config;
+  score_options score_opts;
+  auto* score_cmd = app.add_subcommand(
+      "score", "Score requests (JSONL on stdin): complexity, tier, privacy matches, route (JSONL on stdout)");
+  score_cmd->add_option("-c,--config", score_config, "Config file")->capture_default_str();
+  score_cmd->add_option("--model", score_opts.model_file, "Complexity model")->capture_default_str();
+  score_cmd->add_option("--calibration", score_opts.calibration_file, "Calibration sample of scores")->capture_default_str();
+  score_cmd->add_option("--strong-share", score_opts.strong_share, "Share of traffic for the strong tier")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+
   auto* hash_cmd = app.add_subcommand("hash-key", "Print the SHA-256 of an API key, for auth.keys[].key_sha256");
   hash_cmd->add_option("key", key, "The key (read from stdin when omitted)");
 
@@ -307,6 +319,15 @@ int run_cli(int argc, char** argv) {
     return app.exit(e);
   }
   if (*backup_cmd) return backup(backup_config, backup_dir);
+  if (*score_cmd) {
+    try {
+      auto loaded = load_config_file(score_config);
+      return run_score(*loaded.cfg, score_opts, std::cin, std::cout, std::cerr);
+    } catch (const std::exception& e) {
+      std::cerr << "tollgate: " << e.what() << "\n";
+      return 1;
+    }
+  }
   if (*serve_cmd) return serve(serve_config);
   if (*check_cmd) return check_config(check_path.empty() ? check_config_opt : check_path);
   if (*hash_cmd) {

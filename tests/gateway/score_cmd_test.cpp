@@ -1,0 +1,66 @@
+// `tollgate score`: one JSON line out per request line in, with complexity, tier, privacy, route.
+#include "gateway/score_cmd.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+using namespace gw::gateway;
+
+namespace {
+score_options repo_options() {
+  auto repo = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+  score_options o;
+  o.model_file = (repo / "policies/complexity_model.json").string();
+  o.calibration_file = (repo / "policies/complexity_calibration.json").string();
+  return o;
+}
+}  // namespace
+
+TEST(score_cmd, scores_privacy_and_route_per_line) {
+  auto cfg = load_config_text(
+      "auth: none\ntargets:\n  a: {base_url: http://127.0.0.1:9/v1}\n  b: {base_url: http://127.0.0.1:9/v1}\n"
+      "models:\n  m: [a, b]\n",
+      "t.yaml");
+  std::istringstream in(
+      R"({"id":"r1","model":"m","messages":[{"role":"user","content":"hi"}]})" "\n"
+      "\n"
+      R"({"id":"r2","messages":[{"role":"system","content":"x"},{"role":"user","content":"My card is 4111 1111 1111 1111 and mail a@b.co"}]})" "\n");
+  std::ostringstream out, err;
+  EXPECT_EQ(run_score(*cfg.cfg, repo_options(), in, out, err), 0) << err.str();
+  std::istringstream lines(out.str());
+  std::string l1, l2, extra;
+  ASSERT_TRUE(std::getline(lines, l1));
+  ASSERT_TRUE(std::getline(lines, l2));
+  EXPECT_FALSE(std::getline(lines, extra));
+  auto a = nlohmann::json::parse(l1), b = nlohmann::json::parse(l2);
+  EXPECT_EQ(a["id"], "r1");
+  EXPECT_TRUE(a["complexity"].is_number());
+  EXPECT_TRUE(a["tier"] == "weak" || a["tier"] == "strong");
+  EXPECT_EQ(a["privacy"], "none");
+  EXPECT_EQ(a["route"], "a");
+  EXPECT_EQ(b["privacy"], "sensitive");
+  ASSERT_EQ(b["pii"].size(), 2u);
+  EXPECT_EQ(b["pii"][0]["type"], "CREDIT_CARD");
+  EXPECT_EQ(b["pii"][0]["text"], "4111 1111 1111 1111");
+  EXPECT_EQ(b["pii"][0]["message"], 1);
+  EXPECT_EQ(b["pii"][0]["start"], 11);
+  EXPECT_EQ(b["pii"][1]["type"], "EMAIL_ADDRESS");
+  EXPECT_TRUE(b["route"].is_null());
+}
+
+TEST(score_cmd, bad_lines_and_missing_model_are_reported) {
+  auto cfg = load_config_text("auth: none\ntargets:\n  a: {base_url: http://127.0.0.1:9/v1}\nmodels:\n  m: a\n", "t.yaml");
+  std::istringstream in("not json\n{\"id\":1,\"messages\":[]}\n");
+  std::ostringstream out, err;
+  EXPECT_EQ(run_score(*cfg.cfg, repo_options(), in, out, err), 1);
+  EXPECT_NE(err.str().find("line 1"), std::string::npos);
+  score_options missing = repo_options();
+  missing.model_file = "/nonexistent/model.json";
+  std::istringstream in2("");
+  std::ostringstream out2, err2;
+  EXPECT_EQ(run_score(*cfg.cfg, missing, in2, out2, err2), 1);
+  EXPECT_NE(err2.str().find("/nonexistent/model.json"), std::string::npos);
+}
