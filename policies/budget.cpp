@@ -84,6 +84,15 @@ budget_verdict budget_store::reserve(const budget_subject& who, pusd worst_case,
 }
 
 void budget_store::settle(reservation r, pusd actual, time_point now) {
+  (void)now;
+  close_reservation(r, actual);
+}
+
+void budget_store::release(reservation r) { close_reservation(r, 0); }
+
+// Removes the reservation from every account it was made against and charges `actual` there
+// (charged to the period the request started in; a period that has rolled over keeps nothing).
+void budget_store::close_reservation(reservation r, pusd actual) {
   if (!r.id) return;
   std::lock_guard lock(mu_);
   auto it = open_.find(r.id);
@@ -96,24 +105,8 @@ void budget_store::settle(reservation r, pusd actual, time_point now) {
     auto& a = accounts_[{static_cast<int>(l.scope), l.name, static_cast<int>(l.period)}];
     if (a.period_id == pid) {
       a.reserved -= o.amount;
-      a.spent += actual;  // charged to the period the request started in
+      a.spent += actual;
     }
-  }
-  (void)now;
-}
-
-void budget_store::release(reservation r) {
-  if (!r.id) return;
-  std::lock_guard lock(mu_);
-  auto it = open_.find(r.id);
-  if (it == open_.end()) return;
-  const open_reservation o = it->second;
-  open_.erase(it);
-  for (const auto& l : limits_) {
-    if (!applies(l, o.who)) continue;
-    std::int32_t pid = l.period == budget_period::day ? o.day : o.month;
-    auto& a = accounts_[{static_cast<int>(l.scope), l.name, static_cast<int>(l.period)}];
-    if (a.period_id == pid) a.reserved -= o.amount;
   }
 }
 

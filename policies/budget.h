@@ -81,6 +81,7 @@ class budget_store {
     std::int32_t day, month;
   };
   account& acct(budget_scope s, const std::string& name, budget_period p, std::int32_t period_id);
+  void close_reservation(reservation r, pusd actual);
   std::int32_t day_of(time_point t) const;
   std::int32_t month_of(time_point t) const;
 
