@@ -1,7 +1,9 @@
 #include "policies/complexity.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <nlohmann/json.hpp>
 
@@ -16,34 +18,125 @@ bool is_upper(unsigned char c) { return c >= 'A' && c <= 'Z'; }
 bool is_word(unsigned char c) { return is_alpha(c) || is_digit(c) || c >= 0x80; }
 char lower(unsigned char c) { return is_upper(c) ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c); }
 
-// Non-overlapping occurrences of `needle` in `hay`.
-double count(std::string_view hay, std::string_view needle) {
-  double n = 0;
-  for (std::size_t p = hay.find(needle); p != std::string_view::npos; p = hay.find(needle, p + needle.size())) ++n;
-  return n;
-}
+// What a phrase or keyword hit adds to.
+enum cue : std::uint8_t {
+  cue_math, cue_latex, cue_fences, cue_code, cue_retry, cue_word_problem, cue_calc, cue_proof,
+  cue_explain, cue_json, cue_which, cue_negation, cue_statement, cue_count
+};
 
-// Occurrences of `w` as a whole word (neighbours are not word characters).
-double count_word(std::string_view hay, std::string_view w) {
-  double n = 0;
-  for (std::size_t p = hay.find(w); p != std::string_view::npos; p = hay.find(w, p + 1)) {
-    bool left = p == 0 || !is_word(static_cast<unsigned char>(hay[p - 1]));
-    std::size_t e = p + w.size();
-    bool right = e >= hay.size() || !is_word(static_cast<unsigned char>(hay[e]));
-    if (left && right) ++n;
+struct cue_text {
+  std::string_view text;
+  cue target;
+};
+
+// Substrings, each counted as non-overlapping occurrences, in the lower-cased text (the symbol
+// phrases hold no letters, so lower-casing does not change their matches).
+constexpr cue_text phrases[] = {
+    // Unicode math: √ ∑ ∫ π ≤ ≥ ≠ × ÷ ∞ ∂
+    {"\xE2\x88\x9A", cue_math}, {"\xE2\x88\x91", cue_math}, {"\xE2\x88\xAB", cue_math}, {"\xCF\x80", cue_math},
+    {"\xE2\x89\xA4", cue_math}, {"\xE2\x89\xA5", cue_math}, {"\xE2\x89\xA0", cue_math}, {"\xC3\x97", cue_math},
+    {"\xC3\xB7", cue_math}, {"\xE2\x88\x9E", cue_math}, {"\xE2\x88\x82", cue_math},
+    {"$$", cue_latex}, {"```", cue_fences},
+    {"#include", cue_code}, {"import ", cue_code}, {"print(", cue_code}, {"=>", cue_code}, {"->", cue_code},
+    {"::", cue_code}, {"();", cue_code}, {"==", cue_code}, {"!=", cue_code},
+    // counted in user turns only
+    {"that's wrong", cue_retry}, {"that is wrong", cue_retry}, {"that's not right", cue_retry},
+    {"that is not right", cue_retry}, {"try again", cue_retry}, {"are you sure", cue_retry},
+    {"incorrect answer", cue_retry}, {"you made a mistake", cue_retry}, {"not what i asked", cue_retry},
+    {"that's incorrect", cue_retry}, {"that is incorrect", cue_retry}, {"still wrong", cue_retry},
+    {"doesn't work", cue_retry}, {"does not work", cue_retry},
+    {"how many", cue_word_problem}, {"how much", cue_word_problem}, {"in total", cue_word_problem},
+    {"altogether", cue_word_problem}, {"remaining", cue_word_problem}, {"left over", cue_word_problem},
+    {"in all", cue_word_problem}, {"percent", cue_word_problem}, {"%", cue_word_problem},
+    {"twice", cue_word_problem}, {"half of", cue_word_problem}, {"times as", cue_word_problem},
+    {"what is the value", cue_calc}, {"what is the probability", cue_calc}, {"how long", cue_calc},
+    {"how fast", cue_calc},
+    {"show that", cue_proof},
+    {"step by step", cue_explain}, {"step-by-step", cue_explain},
+    {"json", cue_json}, {"yaml", cue_json}, {"as a table", cue_json}, {"in a table", cue_json},
+    {"csv format", cue_json},
+    {"which of the following", cue_which},
+    {" except ", cue_negation}, {"is not ", cue_negation},
+    {"statement 1", cue_statement},
+};
+constexpr std::size_t phrase_count = std::size(phrases);
+
+// Whole words in the lower-cased text: a maximal run of word characters equal to the keyword.
+constexpr cue_text keywords[] = {
+    {"def", cue_code}, {"return", cue_code}, {"printf", cue_code}, {"lambda", cue_code}, {"void", cue_code},
+    {"int", cue_code}, {"struct", cue_code}, {"elif", cue_code}, {"const", cue_code}, {"println", cue_code},
+    {"async", cue_code}, {"await", cue_code}, {"namespace", cue_code}, {"null", cue_code},
+    {"nullptr", cue_code}, {"malloc", cue_code}, {"sql", cue_code}, {"select", cue_code},
+    {"function", cue_code}, {"var", cue_code}, {"endl", cue_code}, {"cout", cue_code},
+    {"each", cue_word_problem}, {"per", cue_word_problem},
+    {"calculate", cue_calc}, {"compute", cue_calc}, {"solve", cue_calc}, {"evaluate", cue_calc},
+    {"find", cue_calc}, {"simplify", cue_calc}, {"estimate", cue_calc},
+    {"prove", cue_proof}, {"derive", cue_proof}, {"justify", cue_proof}, {"proof", cue_proof},
+    {"demonstrate", cue_proof},
+    {"explain", cue_explain}, {"why", cue_explain}, {"describe", cue_explain}, {"analyze", cue_explain},
+    {"analyse", cue_explain}, {"compare", cue_explain},
+};
+// Whole words in the original (case-sensitive) text.
+constexpr std::string_view negation_words[] = {"NOT", "EXCEPT", "LEAST"};
+
+// Phrase and keyword indices by first byte, so the scan tries only the candidates for each byte.
+struct cue_index {
+  std::array<std::array<std::uint8_t, 12>, 256> phrase{};
+  std::array<std::uint8_t, 256> phrase_n{};
+  std::array<std::array<std::uint8_t, 12>, 256> keyword{};
+  std::array<std::uint8_t, 256> keyword_n{};
+};
+
+constexpr cue_index make_cue_index() {
+  cue_index x;
+  for (std::size_t i = 0; i < phrase_count; ++i) {
+    auto c = static_cast<unsigned char>(phrases[i].text[0]);
+    x.phrase[c][x.phrase_n[c]++] = static_cast<std::uint8_t>(i);
   }
-  return n;
+  for (std::size_t i = 0; i < std::size(keywords); ++i) {
+    auto c = static_cast<unsigned char>(keywords[i].text[0]);
+    x.keyword[c][x.keyword_n[c]++] = static_cast<std::uint8_t>(i);
+  }
+  return x;
 }
+// Built at compile time: an overfull bucket is an out-of-bounds write, which fails the build.
+constexpr cue_index cue_by_byte = make_cue_index();
 
-double count_any(std::string_view hay, std::initializer_list<std::string_view> needles) {
-  double n = 0;
-  for (auto s : needles) n += count(hay, s);
-  return n;
-}
-
-double count_words(std::string_view hay, std::initializer_list<std::string_view> words) {
-  double n = 0;
-  for (auto s : words) n += count_word(hay, s);
+// Cue counts of one message in one pass. `lo` is `text` lower-cased (same length). Gives the same
+// counts as a separate find() loop per phrase (leftmost match, resume after it) and per keyword.
+std::array<double, cue_count> scan_cues(std::string_view lo, std::string_view text, bool user) {
+  std::array<double, cue_count> n{};
+  std::array<std::size_t, phrase_count> next_ok{};  // a phrase may match again from here (no overlap)
+  const std::size_t size = lo.size();
+  for (std::size_t i = 0; i < size; ++i) {
+    const auto c = static_cast<unsigned char>(lo[i]);
+    for (std::uint8_t k = 0; k < cue_by_byte.phrase_n[c]; ++k) {
+      const std::size_t id = cue_by_byte.phrase[c][k];
+      const cue_text& p = phrases[id];
+      if (i < next_ok[id] || p.text.size() > size - i) continue;
+      // the second byte rejects most candidates before a full compare
+      if (p.text.size() > 1 && (lo[i + 1] != p.text[1] || lo.compare(i + 2, p.text.size() - 2, p.text.substr(2)) != 0))
+        continue;
+      next_ok[id] = i + p.text.size();
+      ++n[p.target];
+    }
+    if (is_word(c) && (i == 0 || !is_word(static_cast<unsigned char>(lo[i - 1])))) {
+      std::size_t e = i + 1;
+      while (e < size && is_word(static_cast<unsigned char>(lo[e]))) ++e;
+      const std::string_view w = lo.substr(i, e - i);
+      for (std::uint8_t k = 0; k < cue_by_byte.keyword_n[c]; ++k) {
+        const cue_text& kw = keywords[cue_by_byte.keyword[c][k]];
+        if (kw.text == w) {
+          ++n[kw.target];
+          break;
+        }
+      }
+      const std::string_view orig = text.substr(i, e - i);
+      for (std::string_view neg : negation_words)
+        if (orig == neg) ++n[cue_negation];
+    }
+  }
+  if (!user) n[cue_retry] = 0;
   return n;
 }
 
@@ -58,6 +151,23 @@ struct option_scan {
   double count = 0, chars = 0, numeric = 0;
   std::size_t first_pos = std::string_view::npos;  // where option A starts
 };
+
+// Sorts ascending; large inputs (long prompts: thousands of term hashes) by a 4-pass LSD radix
+// sort, which beats std::sort there. Same result as std::sort.
+void sort_hashes(std::vector<std::uint32_t>& v) {
+  if (v.size() < 1024) {
+    std::sort(v.begin(), v.end());
+    return;
+  }
+  std::vector<std::uint32_t> tmp(v.size());
+  for (int shift = 0; shift < 32; shift += 8) {
+    std::array<std::size_t, 257> start{};
+    for (std::uint32_t x : v) ++start[((x >> shift) & 0xFFu) + 1];
+    for (std::size_t b = 1; b < start.size(); ++b) start[b] += start[b - 1];
+    for (std::uint32_t x : v) tmp[start[(x >> shift) & 0xFFu]++] = x;
+    v.swap(tmp);
+  }
+}
 
 option_scan scan_options(std::string_view text) {
   option_scan out;
@@ -138,6 +248,7 @@ complexity_features extract_features(const std::vector<std::pair<std::string, st
   double word_tokens = 0, letters = 0, long_words = 0, cap_words = 0, syntax = 0, digits = 0;
   std::string low;  // lower-cased content of one message, reused
   std::vector<std::uint32_t> hashes;
+  std::vector<token> toks;  // tokens of one message, reused
 
   for (const auto& [role, content] : messages) {
     const bool user = role == "user";
@@ -185,18 +296,14 @@ complexity_features extract_features(const std::vector<std::pair<std::string, st
       }
     }
     // Unicode math: √ ∑ ∫ π ≤ ≥ ≠ × ÷ ∞ ∂
-    f.math_symbols += count_any(text, {"\xE2\x88\x9A", "\xE2\x88\x91", "\xE2\x88\xAB", "\xCF\x80", "\xE2\x89\xA4",
-                                       "\xE2\x89\xA5", "\xE2\x89\xA0", "\xC3\x97", "\xC3\xB7", "\xE2\x88\x9E",
-                                       "\xE2\x88\x82"});
-    f.latex += count(text, "$$");
-    f.code_fences += count(text, "```");
-    f.code_keywords += count_words(lo, {"def", "return", "printf", "lambda", "void", "int", "struct", "elif",
-                                        "const", "println", "async", "await", "namespace", "null", "nullptr",
-                                        "malloc", "sql", "select", "function", "var", "endl", "cout"}) +
-                       count_any(lo, {"#include", "import ", "print(", "=>", "->", "::", "();", "==", "!="});
+    const std::array<double, cue_count> cue = scan_cues(lo, text, user);
+    f.math_symbols += cue[cue_math];
+    f.latex += cue[cue_latex];
+    f.code_fences += cue[cue_fences];
+    f.code_keywords += cue[cue_code];
 
     // Token pass: words, numbers, variables, units, hashed terms.
-    std::vector<token> toks;
+    toks.clear();
     bool sentence_start = true;
     for (std::size_t i = 0; i < text.size();) {
       unsigned char c = static_cast<unsigned char>(text[i]);
@@ -235,10 +342,7 @@ complexity_features extract_features(const std::vector<std::pair<std::string, st
       if (toks[k].number && !toks[k + 1].number && toks[k + 1].text.size() <= 3) ++f.units;
 
     if (user) {
-      f.retry_intent += count_any(lo, {"that's wrong", "that is wrong", "that's not right", "that is not right",
-                                       "try again", "are you sure", "incorrect answer", "you made a mistake",
-                                       "not what i asked", "that's incorrect", "that is incorrect", "still wrong",
-                                       "doesn't work", "does not work"});
+      f.retry_intent += cue[cue_retry];
       auto lower_term = [](std::string_view w, std::uint32_t h) {
         for (unsigned char ch : w) {
           h ^= static_cast<unsigned char>(lower(ch));
@@ -254,17 +358,13 @@ complexity_features extract_features(const std::vector<std::pair<std::string, st
       }
     }
 
-    f.word_problem += count_any(lo, {"how many", "how much", "in total", "altogether", "remaining", "left over",
-                                     "in all", "percent", "%", "twice", "half of", "times as"}) +
-                      count_words(lo, {"each", "per"});
+    f.word_problem += cue[cue_word_problem];
     for (std::size_t p = text.find('$'); p != std::string_view::npos; p = text.find('$', p + 1))
       if (p + 1 < text.size() && is_digit(static_cast<unsigned char>(text[p + 1]))) ++f.word_problem;
-    f.calc_cues += count_words(lo, {"calculate", "compute", "solve", "evaluate", "find", "simplify", "estimate"}) +
-                   count_any(lo, {"what is the value", "what is the probability", "how long", "how fast"});
-    f.proof_cues += count_words(lo, {"prove", "derive", "justify", "proof", "demonstrate"}) + count(lo, "show that");
-    f.explain_cues += count_words(lo, {"explain", "why", "describe", "analyze", "analyse", "compare"}) +
-                      count(lo, "step by step") + count(lo, "step-by-step");
-    if (count_any(lo, {"json", "yaml", "as a table", "in a table", "csv format"}) > 0) f.wants_json = 1;
+    f.calc_cues += cue[cue_calc];
+    f.proof_cues += cue[cue_proof];
+    f.explain_cues += cue[cue_explain];
+    if (cue[cue_json] > 0) f.wants_json = 1;
 
     option_scan opts = scan_options(text);
     if (opts.count >= 2) {
@@ -280,9 +380,9 @@ complexity_features extract_features(const std::vector<std::pair<std::string, st
     } else {
       f.stem_words += static_cast<double>(toks.size());
     }
-    f.which_following += count(lo, "which of the following");
-    f.negation += count_words(text, {"NOT", "EXCEPT", "LEAST"}) + count(lo, " except ") + count(lo, "is not ");
-    f.statement_pair += count(lo, "statement 1");
+    f.which_following += cue[cue_which];
+    f.negation += cue[cue_negation];
+    f.statement_pair += cue[cue_statement];
   }
 
   if (f.options > 0) {
@@ -298,7 +398,7 @@ complexity_features extract_features(const std::vector<std::pair<std::string, st
     f.syntax_density = syntax / f.chars;
     f.digit_ratio = digits / f.chars;
   }
-  std::sort(hashes.begin(), hashes.end());
+  sort_hashes(hashes);
   hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
   f.term_hashes = std::move(hashes);
   return f;
