@@ -594,11 +594,22 @@ class http_session final : public session_base,
     if (!req_->target.empty()) res.set("x-tollgate-target", req_->target);
     if (!req_->route.empty()) res.set("x-tollgate-route", req_->route);
     if (!req_->budget_note.empty()) res.set("x-tollgate-budget", req_->budget_note);
+    if (!req_->reason.empty()) res.set("x-tollgate-reason", header_safe(req_->reason));
     if (overhead_ms_value >= 0) {
       char buf[32];
       std::snprintf(buf, sizeof buf, "%.3f", overhead_ms_value);
       res.set("x-tollgate-overhead-ms", buf);
     }
+  }
+
+  // Printable ASCII only (a reason can quote config text); at most 512 bytes.
+  static std::string header_safe(const std::string& v) {
+    std::string out;
+    for (char c : v) {
+      if (out.size() >= 512) break;
+      out.push_back((c >= 0x20 && c < 0x7f) ? c : '?');
+    }
+    return out;
   }
 
   double overhead_ms(std::chrono::microseconds upstream) const {

@@ -198,6 +198,7 @@ TEST(forwarding, falls_back_to_next_target_after_retries) {
   auto r = http_request(gw.port(), "/v1/chat/completions", chat_body);
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.header("x-tollgate-target"), "secondary");
+  EXPECT_EQ(r.header("x-tollgate-reason"), "alias gpt-test -> primary (+1 fallback)");
   EXPECT_EQ(a.requests_count(), 2);  // max_attempts 2
   EXPECT_EQ(b.requests_count(), 1);
   EXPECT_EQ(json::parse(b.requests()[0].body)["model"], "upstream-model-b");
