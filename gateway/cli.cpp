@@ -7,6 +7,7 @@
 #include <optional>
 #include <thread>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <spdlog/spdlog.h>
 #include <variant>
@@ -280,6 +281,16 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
 
+  std::string explain_config = default_config, explain_file;
+  auto* explain_cmd = app.add_subcommand(
+      "explain", "Explain how a request (JSON file, or stdin) is scored and which plan serve would take");
+  explain_cmd->add_option("-c,--config", explain_config, "Config file")->capture_default_str();
+  explain_cmd->add_option("request", explain_file, "Request JSON file (stdin when omitted or '-')");
+  explain_cmd->add_option("--model", score_opts.model_file, "Complexity model")->capture_default_str();
+  explain_cmd->add_option("--calibration", score_opts.calibration_file, "Calibration sample of scores")->capture_default_str();
+  explain_cmd->add_option("--strong-share", score_opts.strong_share, "Share of traffic for the strong tier")
+      ->check(CLI::Range(0.0, 1.0));
+
   auto* hash_cmd = app.add_subcommand("hash-key", "Print the SHA-256 of an API key, for auth.keys[].key_sha256");
   hash_cmd->add_option("key", key, "The key (read from stdin when omitted)");
 
@@ -319,6 +330,22 @@ int run_cli(int argc, char** argv) {
     return app.exit(e);
   }
   if (*backup_cmd) return backup(backup_config, backup_dir);
+  if (*explain_cmd) {
+    try {
+      auto loaded = load_config_file(explain_config);
+      if (explain_file.empty() || explain_file == "-")
+        return run_explain(*loaded.cfg, score_opts, std::cin, std::cout, std::cerr);
+      std::ifstream f(explain_file);
+      if (!f) {
+        std::cerr << "tollgate: cannot read " << explain_file << "\n";
+        return 1;
+      }
+      return run_explain(*loaded.cfg, score_opts, f, std::cout, std::cerr);
+    } catch (const std::exception& e) {
+      std::cerr << "tollgate: " << e.what() << "\n";
+      return 1;
+    }
+  }
   if (*score_cmd) {
     try {
       auto loaded = load_config_file(score_config);

@@ -17,4 +17,8 @@ struct score_options {
 // Returns the exit code; errors (unreadable model, bad lines) are reported on `err` naming the line.
 int run_score(const config& cfg, const score_options& opts, std::istream& in, std::ostream& out, std::ostream& err);
 
+// `tollgate explain`: one request (JSON on `in`) -> features, complexity and tier, privacy matches,
+// each target's eligibility and estimated worst-case cost, and the plan with its reason.
+int run_explain(const config& cfg, const score_options& opts, std::istream& in, std::ostream& out, std::ostream& err);
+
 }  // namespace gw::gateway

@@ -1,5 +1,7 @@
 // `tollgate score`: one JSON line out per request line in, with complexity, tier, privacy, route.
 #include "gateway/score_cmd.h"
+#include "ledger/money.h"
+#include "policies/complexity.h"
 
 #include <gtest/gtest.h>
 
@@ -63,4 +65,31 @@ TEST(score_cmd, bad_lines_and_missing_model_are_reported) {
   std::ostringstream out2, err2;
   EXPECT_EQ(run_score(*cfg.cfg, missing, in2, out2, err2), 1);
   EXPECT_NE(err2.str().find("/nonexistent/model.json"), std::string::npos);
+}
+
+TEST(score_cmd, explain_shows_scores_eligibility_costs_and_the_plan) {
+  auto cfg = load_config_text(
+      "auth: none\ntargets:\n"
+      "  a: {base_url: http://127.0.0.1:9/v1, api_key_env: TOLLGATE_TEST_SURELY_UNSET_KEY}\n"
+      "  b: {base_url: http://127.0.0.1:9/v1, prices: {input_per_mtok: 1, output_per_mtok: 2}}\n"
+      "models:\n  m: [a, b]\n",
+      "t.yaml");
+  std::istringstream in(R"({"model":"m","max_tokens":100,"messages":[{"role":"user","content":"mail me at x@y.org"}]})");
+  std::ostringstream out, err;
+  ASSERT_EQ(run_explain(*cfg.cfg, repo_options(), in, out, err), 0) << err.str();
+  auto j = nlohmann::json::parse(out.str());
+  EXPECT_EQ(j["features"].size(), gw::policies::complexity_feature_names().size());
+  EXPECT_TRUE(j["complexity"]["score"].is_number());
+  EXPECT_EQ(j["privacy"]["level"], "sensitive");
+  EXPECT_EQ(j["privacy"]["matches"][0]["type"], "EMAIL_ADDRESS");
+  ASSERT_EQ(j["targets"].size(), 2u);
+  EXPECT_EQ(j["targets"][0]["eligible"], false);
+  EXPECT_NE(j["targets"][0]["why_not"].get<std::string>().find("TOLLGATE_TEST_SURELY_UNSET_KEY"), std::string::npos);
+  EXPECT_TRUE(j["targets"][0]["estimated_max_cost_usd"].is_null());  // unpriced
+  // b: prompt estimate × $1/M + 100 × $2/M, exact decimal text.
+  std::int64_t prompt = j["estimate"]["prompt_tokens"];
+  std::int64_t pico = prompt * 1'000'000 + 100 * 2'000'000;  // $1/M = 1e6 p$ per token
+  EXPECT_EQ(j["targets"][1]["estimated_max_cost_usd"], gw::ledger::format_usd(pico, 6));
+  EXPECT_EQ(j["plan"], nlohmann::json::array({"b"}));
+  EXPECT_NE(j["reason"].get<std::string>().find("-> b"), std::string::npos);
 }
