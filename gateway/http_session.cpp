@@ -176,8 +176,11 @@ class http_session final : public session_base,
     req_->call.reset();
     if (stream_res_) {
       if (stream_failed_) return;
-      // The terminating chunk waits for the ledger; the events already queued keep flowing.
+      // The last events and the terminating chunk wait for the ledger and then leave in one write
+      // (the durability promise; for short streams this also saves a write).
+      hold_flush_ = true;
       commit_to_ledger(make_record(outcome_->client_gone ? 499 : 200, ""), [self = this->shared_from_this()] {
+        self->hold_flush_ = false;
         self->finish_stream_ = true;
         self->schedule_flush();
       });
@@ -529,6 +532,10 @@ class http_session final : public session_base,
   // terminating chunk once the stream is finished (and recorded).
   void flush_stream() {
     if (closed_) return;
+    if (hold_flush_) {
+      writing_ = false;
+      return;
+    }
     writing_buf_.clear();
     if (!stream_head_.empty()) {
       writing_buf_.swap(stream_head_);
@@ -711,7 +718,7 @@ class http_session final : public session_base,
     bool keep = keep_alive_ && !draining_ && !app_.draining.load(std::memory_order_relaxed);
     req_.reset();
     pending_.clear();
-    finish_stream_ = last_chunk_sent_ = false;
+    finish_stream_ = last_chunk_sent_ = hold_flush_ = false;
     if (!keep) {
       beast::error_code ec;
       if constexpr (is_tls) {
@@ -906,6 +913,7 @@ class http_session final : public session_base,
   std::optional<http::response<http::empty_body>> stream_res_;
   std::string stream_head_;  // serialized response head, sent with the first events
   bool flush_scheduled_ = false;
+  bool hold_flush_ = false;  // the stream's end waits for its ledger entry
   std::optional<request_state> req_;
   std::optional<providers::forward_outcome> outcome_;
   std::string pending_, writing_buf_;
