@@ -76,7 +76,7 @@ const key_list provider_keys = {"base_url", "api_key",         "api_key_env",   
                                 "timeouts", "retry",           "circuit_breaker", "max_concurrency"};
 const key_list target_keys = {"provider", "model",    "prices",          "base_url",
                               "api_key",  "api_key_env", "headers",      "timeouts",
-                              "retry",    "circuit_breaker", "max_concurrency", "self_hosted"};
+                              "retry",    "circuit_breaker", "max_concurrency", "self_hosted", "trust"};
 const key_list self_hosted_keys = {"gpu", "gpus", "usd_per_hour", "ops_usd_per_day", "reference", "tier"};
 const key_list timeout_keys = {"connect_ms", "first_byte_ms", "total_ms", "stream_idle_ms"};
 const key_list retry_keys = {"max_attempts", "base_delay_ms", "max_delay_ms"};
@@ -903,6 +903,11 @@ class parser : yaml_reader {
           if (f.name == "output_per_mtok") t.prices.output = price(f);
           if (f.name == "cached_input_per_mtok") t.prices.cached_input = price(f);
         }
+      }
+      if (const yaml_entry* tr = find_entry(entries, "trust")) {
+        t.trust = string_value(*tr);
+        if (t.trust != "local" && t.trust != "trusted" && t.trust != "external")
+          fail(tr->line(), tr->path, "unknown trust '" + t.trust + "'; expected local, trusted or external");
       }
       if (const yaml_entry* sh = find_entry(entries, "self_hosted")) self_hosted_entries_.push_back(*sh);
       resolve_key(key, t);

@@ -73,6 +73,7 @@ struct request_state {
   std::optional<clock_type::time_point> first_byte;
   bool done = false;
   bool model_request = false;  // authenticated model endpoint: goes to the ledger
+  bool privacy_strict = false;  // x-tollgate-privacy: strict
   std::shared_ptr<spend_state> spend;  // set when a budget reservation is held
   policies::reservation reservation;
   std::string budget_note;  // soft budget exceeded
@@ -284,6 +285,7 @@ class http_session final : public session_base,
     begin_request_state();
     beast::get_lowest_layer(stream_).expires_never();  // upstream waits have their own timeouts
     keep_alive_ = msg.keep_alive();
+    if (auto it = msg.find("x-tollgate-privacy"); it != msg.end()) req_->privacy_strict = it->value() == "strict";
     if (auto it = msg.find("x-request-id"); it != msg.end())
       req_->client_request_id = std::string(it->value().substr(0, 128));
     std::string_view target = msg.target();
@@ -417,11 +419,22 @@ class http_session final : public session_base,
       v.disabled_reason = spec->disabled_reason;
       v.breaker_open = h->breaker_open(now);
       v.at_capacity = spec->max_concurrency > 0 && h->in_flight() >= spec->max_concurrency;
+      v.external = spec->trust == "external";
       ctx.targets.push_back(std::move(v));
     }
+    // Private data (types only) keeps the request away from external targets.
+    ctx.private_data = private_data_types(*mr.body);
+    if (ctx.private_data.empty() && req_->privacy_strict) ctx.private_data = "x-tollgate-privacy: strict";
     auto plan = policies::choose(ctx);
     req_->route = plan.route;
     req_->reason = plan.reason;
+    if (plan.targets.empty() && plan.blocked_by_privacy) {
+      api_error e = api_error::invalid_request(
+          "This request carries private data (" + ctx.private_data + ") and model `" + mr.model +
+              "` has no available target allowed to receive it (targets with trust: local or trusted).",
+          std::nullopt, "privacy_blocked");
+      return send_error(e);
+    }
     if (plan.targets.empty()) {
       std::string why = "No target can serve model `" + mr.model + "`: " + plan.reason;
       return send_error(api_error::unavailable(why, 1, "no_target_available"));

@@ -1,5 +1,7 @@
 #include "gateway/score_cmd.h"
 
+#include "gateway/api.h"
+
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -113,7 +115,9 @@ std::optional<policies::plan> plan_for(const config& cfg, const nlohmann::json& 
   ctx.requested_model = req["model"].get<std::string>();
   ctx.alias = alias->name;
   for (const auto& t : alias->targets)
-    if (const auto* spec = cfg.find_target(t)) ctx.targets.push_back({t, spec->enabled, spec->disabled_reason, false, false});
+    if (const auto* spec = cfg.find_target(t))
+      ctx.targets.push_back({t, spec->enabled, spec->disabled_reason, false, false, spec->trust == "external"});
+  ctx.private_data = private_data_types(nlohmann::ordered_json(req));
   return policies::choose(ctx);
 }
 

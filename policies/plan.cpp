@@ -7,7 +7,13 @@ plan choose(const route_context& ctx) {
   p.route = ctx.alias;
   std::vector<std::string> unhealthy;
   std::string skipped;
+  bool dropped_external = false;
   for (const auto& t : ctx.targets) {
+    if (!ctx.private_data.empty() && t.external) {
+      skipped += (skipped.empty() ? "" : ", ") + t.name + " external";
+      dropped_external = dropped_external || t.enabled;
+      continue;  // private data never leaves for an external target
+    }
     if (!t.enabled) {
       skipped += (skipped.empty() ? "" : ", ") + t.name + " disabled" +
                  (t.disabled_reason.empty() ? "" : ": " + t.disabled_reason);
@@ -22,13 +28,16 @@ plan choose(const route_context& ctx) {
     p.targets.push_back(t.name);
   }
   p.targets.insert(p.targets.end(), unhealthy.begin(), unhealthy.end());
+  std::string privacy = ctx.private_data.empty() ? "" : "; private data (" + ctx.private_data + "): external targets excluded";
   if (p.targets.empty()) {
-    p.reason = "alias " + ctx.alias + ": no usable target (" + skipped + ")";
+    p.blocked_by_privacy = dropped_external;
+    p.reason = "alias " + ctx.alias + ": no usable target (" + skipped + ")" + privacy;
     return p;
   }
   p.reason = "alias " + ctx.alias + " -> " + p.targets.front();
   if (p.targets.size() > 1) p.reason += " (+" + std::to_string(p.targets.size() - 1) + " fallback)";
   if (!skipped.empty()) p.reason += "; skipped " + skipped;
+  p.reason += privacy;
   return p;
 }
 

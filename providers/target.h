@@ -52,6 +52,10 @@ struct target_spec {
   int max_concurrency = 0;  // 0 = unlimited
   header_list headers;      // extra headers sent upstream
   token_prices prices;
+  // Who may see private data: "local" (this machine), "trusted" (your own servers or a provider
+  // under contract), "external" (default). Requests carrying detected personal data or secrets
+  // never go to an external target.
+  std::string trust = "external";
 };
 
 }  // namespace gw::providers

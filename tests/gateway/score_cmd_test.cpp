@@ -71,7 +71,7 @@ TEST(score_cmd, explain_shows_scores_eligibility_costs_and_the_plan) {
   auto cfg = load_config_text(
       "auth: none\ntargets:\n"
       "  a: {base_url: http://127.0.0.1:9/v1, api_key_env: TOLLGATE_TEST_SURELY_UNSET_KEY}\n"
-      "  b: {base_url: http://127.0.0.1:9/v1, prices: {input_per_mtok: 1, output_per_mtok: 2}}\n"
+      "  b: {base_url: http://127.0.0.1:9/v1, trust: trusted, prices: {input_per_mtok: 1, output_per_mtok: 2}}\n"
       "models:\n  m: [a, b]\n",
       "t.yaml");
   std::istringstream in(R"({"model":"m","max_tokens":100,"messages":[{"role":"user","content":"mail me at x@y.org"}]})");
