@@ -65,14 +65,8 @@ int main(int argc, char** argv) {
   while (std::getline(std::cin, line)) {
     if (line.empty()) continue;
     auto req = nlohmann::json::parse(line);
-    std::vector<std::pair<std::string, std::string>> msgs;
-    for (const auto& m : req["messages"])
-      msgs.emplace_back(m.value("role", ""), m.contains("content") && m["content"].is_string()
-                                                 ? m["content"].get<std::string>() : std::string());
-    bool tools = req.contains("tools") && req["tools"].is_array() && !req["tools"].empty();
-    bool json_out = req.contains("response_format");
-    std::int64_t max_tokens = req.value("max_tokens", std::int64_t{0});
-    double s = gw::policies::complexity_score(gw::policies::extract_features(msgs, tools, json_out, max_tokens), model);
+    auto view = gw::policies::read_chat_request(req);
+    double s = gw::policies::complexity_score(gw::policies::extract_features(view.messages, view.has_tools, view.wants_json, view.max_tokens), model);
     nlohmann::json out;
     out["id"] = req["id"];
     out["complexity"] = s;

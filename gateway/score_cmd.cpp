@@ -72,36 +72,21 @@ struct scored_request {
 
 scored_request score_one(const nlohmann::json& req, const policies::complexity_model& model) {
   scored_request r;
-  int index = 0;
-  for (const auto& m : req["messages"]) {
-    std::string role = m.is_object() && m.contains("role") && m["role"].is_string() ? m["role"].get<std::string>() : "";
-    std::string content;
-    if (m.is_object() && m.contains("content")) {
-      const auto& c = m["content"];
-      if (c.is_string()) {
-        content = c.get<std::string>();
-      } else if (c.is_array()) {
-        for (const auto& part : c)
-          if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
-            content += part["text"].get<std::string>() + "\n";
-      }
-    }
+  auto view = policies::read_chat_request(req);
+  for (std::size_t i = 0; i < view.messages.size(); ++i) {
+    const std::string& content = view.messages[i].second;
     // The offline tools print matches: they run on the user's own data (serve never logs them).
     for (const auto& hit : policies::detect_pii(content))
       r.pii.push_back({{"type", policies::to_string(hit.type)},
                        {"text", content.substr(hit.start, hit.end - hit.start)},
-                       {"message", index},
+                       {"message", i},
                        {"start", hit.start},
                        {"end", hit.end}});
-    r.messages.emplace_back(std::move(role), std::move(content));
-    ++index;
   }
-  bool has_tools = req.contains("tools") && req["tools"].is_array() && !req["tools"].empty();
-  bool wants_json = req.contains("response_format") && req["response_format"].is_object();
-  for (const char* k : {"max_completion_tokens", "max_tokens"})
-    if (req.contains(k) && req[k].is_number_integer()) r.max_tokens = req[k].get<std::int64_t>();
-  r.features = policies::extract_features(r.messages, has_tools, wants_json, r.max_tokens);
+  r.max_tokens = view.max_tokens;
+  r.features = policies::extract_features(view.messages, view.has_tools, view.wants_json, view.max_tokens);
   r.complexity = policies::complexity_score(r.features, model);
+  r.messages = std::move(view.messages);
   return r;
 }
 

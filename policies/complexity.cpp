@@ -474,4 +474,32 @@ double threshold_for_share(std::vector<double> scores, double strong_share) {
   return scores[k - 1] / 2 + scores[k] / 2;  // in [scores[k], scores[k-1]]: top k are > t unless tied
 }
 
+chat_request_view read_chat_request(const nlohmann::json& req) {
+  chat_request_view v;
+  if (auto msgs = req.find("messages"); msgs != req.end() && msgs->is_array()) {
+    for (const auto& m : *msgs) {
+      std::string role, content;
+      if (m.is_object()) {
+        if (auto r = m.find("role"); r != m.end() && r->is_string()) role = r->get<std::string>();
+        if (auto c = m.find("content"); c != m.end()) {
+          if (c->is_string()) {
+            content = c->get<std::string>();
+          } else if (c->is_array()) {
+            for (const auto& part : *c)
+              if (part.is_object() && part.value("type", "") == "text" && part.contains("text") && part["text"].is_string())
+                content += part["text"].get<std::string>() + "\n";
+          }
+        }
+      }
+      v.messages.emplace_back(std::move(role), std::move(content));
+    }
+  }
+  v.has_tools = req.contains("tools") && req["tools"].is_array() && !req["tools"].empty();
+  v.wants_json = req.contains("response_format") && req["response_format"].is_object();
+  for (const char* k : {"max_completion_tokens", "max_tokens"})
+    if (auto it = req.find(k); it != req.end() && it->is_number_integer() && it->get<std::int64_t>() > 0)
+      v.max_tokens = it->get<std::int64_t>();
+  return v;
+}
+
 }  // namespace gw::policies

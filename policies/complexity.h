@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace gw::policies {
 
 // Dense features, in the order of complexity_feature_names(). Counts are raw (not log-scaled);
@@ -73,6 +75,19 @@ const std::array<std::string_view, complexity_dense_count>& complexity_feature_n
 
 // The model inputs: counts log1p-scaled, ratios as they are.
 std::array<double, complexity_dense_count> dense_vector(const complexity_features& f);
+
+// What the scorer reads from an OpenAI chat request (JSON): (role, text) per message — string
+// content, or the text parts of array content joined by newlines — and whether it has tools, asks
+// for structured output, and its max_tokens / max_completion_tokens (0 = not given). The one place
+// requests become scorer input, so training (bench/complexity_features) and serving
+// (`tollgate score`, `explain`) see the same features.
+struct chat_request_view {
+  std::vector<std::pair<std::string, std::string>> messages;
+  bool has_tools = false;
+  bool wants_json = false;
+  std::int64_t max_tokens = 0;
+};
+chat_request_view read_chat_request(const nlohmann::json& request);
 
 // messages: (role, content) in order. max_tokens <= 0 means "not given".
 complexity_features extract_features(const std::vector<std::pair<std::string, std::string>>& messages,
