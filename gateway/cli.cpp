@@ -1,4 +1,5 @@
 #include "gateway/cli.h"
+#include "gateway/engine_cli.h"
 
 #include <CLI/CLI.hpp>
 #include <condition_variable>
@@ -291,6 +292,8 @@ int run_cli(int argc, char** argv) {
   explain_cmd->add_option("--strong-share", score_opts.strong_share, "Share of traffic for the strong tier")
       ->check(CLI::Range(0.0, 1.0));
 
+  auto run_engine_command = add_engine_commands(app);
+
   auto* hash_cmd = app.add_subcommand("hash-key", "Print the SHA-256 of an API key, for auth.keys[].key_sha256");
   hash_cmd->add_option("key", key, "The key (read from stdin when omitted)");
 
@@ -329,6 +332,7 @@ int run_cli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (int rc = run_engine_command(); rc >= 0) return rc;
   if (*backup_cmd) return backup(backup_config, backup_dir);
   if (*explain_cmd) {
     try {

@@ -1,0 +1,97 @@
+#pragma once
+// GGUF files (v2/v3): a memory-mapped reader that validates every offset, size, count and string
+// length before use (a truncated or malicious file gives an error naming the file and byte offset,
+// never a crash), and a writer (used by convert, quantize and generate-model).
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernels/dtype.h"
+
+namespace gw::local_engine {
+
+enum class gguf_value_type : uint32_t {
+  u8 = 0, i8 = 1, u16 = 2, i16 = 3, u32 = 4, i32 = 5, f32 = 6, boolean = 7,
+  string = 8, array = 9, u64 = 10, i64 = 11, f64 = 12,
+};
+
+struct gguf_tensor_info {
+  std::string name;
+  kernels::dtype type = kernels::dtype::F32;
+  std::vector<int64_t> ne;       // ggml order: ne[0] is the contiguous (innermost) dimension
+  uint64_t offset = 0;           // from the start of the data section
+  const uint8_t* data = nullptr; // into the mapping; valid while the gguf_file lives
+  uint64_t n_bytes = 0;
+  int64_t n_elements() const;
+};
+
+class gguf_file {
+ public:
+  // Maps and validates `path`. On failure: nullptr, *error = "<path>: <what> (at byte N)".
+  static std::unique_ptr<gguf_file> open(const std::string& path, std::string* error);
+  // The same over a caller-owned buffer that must outlive the result (tests, fuzzing).
+  static std::unique_ptr<gguf_file> from_memory(const uint8_t* data, size_t size, std::string* error);
+  ~gguf_file();
+  gguf_file(const gguf_file&) = delete;
+  gguf_file& operator=(const gguf_file&) = delete;
+
+  uint32_t version() const;
+  size_t alignment() const;
+  const std::string& path() const;  // "<memory>" for from_memory
+
+  // Metadata. Getters return nullopt when the key is missing or of another kind. get_int accepts
+  // every integer type (and bool), get_float f32/f64 and integers.
+  bool has(std::string_view key) const;
+  std::vector<std::string_view> keys() const;
+  std::optional<gguf_value_type> type_of(std::string_view key) const;
+  std::optional<std::string_view> get_string(std::string_view key) const;
+  std::optional<int64_t> get_int(std::string_view key) const;
+  std::optional<double> get_float(std::string_view key) const;
+  std::optional<bool> get_bool(std::string_view key) const;
+  // Arrays: element type and length, and typed views/copies (nullopt if not an array of that kind).
+  std::optional<gguf_value_type> array_type(std::string_view key) const;
+  std::optional<size_t> array_size(std::string_view key) const;
+  std::optional<std::vector<std::string_view>> get_string_array(std::string_view key) const;
+  std::optional<std::vector<int64_t>> get_int_array(std::string_view key) const;
+  std::optional<std::vector<float>> get_float_array(std::string_view key) const;
+
+  const std::vector<gguf_tensor_info>& tensors() const;
+  const gguf_tensor_info* find_tensor(std::string_view name) const;
+
+ private:
+  gguf_file();
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+// Builds a GGUF v3 file. Keys keep insertion order; tensors are written aligned (general.alignment,
+// default 32) in insertion order.
+class gguf_writer {
+ public:
+  gguf_writer();
+  ~gguf_writer();
+  void set_string(std::string key, std::string value);
+  void set_bool(std::string key, bool v);
+  void set_u32(std::string key, uint32_t v);
+  void set_i32(std::string key, int32_t v);
+  void set_u64(std::string key, uint64_t v);
+  void set_f32(std::string key, float v);
+  void set_string_array(std::string key, std::vector<std::string> values);
+  void set_i32_array(std::string key, std::vector<int32_t> values);
+  void set_f32_array(std::string key, std::vector<float> values);
+  // `data` holds the tensor in `type`'s layout (row_bytes(type, ne[0]) * rows bytes).
+  void add_tensor(std::string name, kernels::dtype type, std::vector<int64_t> ne,
+                  std::vector<uint8_t> data);
+  // Writes the file (to a temp name, then renamed). false and *error on failure.
+  bool write(const std::string& path, std::string* error) const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace gw::local_engine
