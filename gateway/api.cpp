@@ -95,12 +95,15 @@ std::string models_body(const config& cfg) {
   auto& data = j["data"] = nlohmann::ordered_json::array();
   for (const auto& alias : cfg.models)
     if (alias.name != "*") data.push_back(model_object(alias.name));
+  for (const auto& alias : cfg.builtin_models) data.push_back(model_object(alias.name));
   return j.dump();
 }
 
 std::optional<std::string> model_body(const config& cfg, std::string_view id) {
   for (const auto& alias : cfg.models)
     if (alias.name != "*" && alias.name == id) return model_object(alias.name).dump();
+  for (const auto& alias : cfg.builtin_models)
+    if (alias.name == id) return model_object(alias.name).dump();
   return std::nullopt;
 }
 

@@ -17,6 +17,7 @@
 
 #include "gateway/config.h"
 #include "gateway/metrics.h"
+#include "gateway/routing_state.h"
 #include "gateway/server.h"
 #include "ledger/ledger.h"
 #include "policies/budget.h"
@@ -90,6 +91,8 @@ struct app_state {
   std::shared_ptr<spdlog::logger> access_log;  // one JSON line per request (stdout)
   std::function<bool(std::string*)> reload;    // for POST /admin/reload
   std::vector<std::shared_ptr<boost::asio::ssl::context>> tls;  // per listener (null = plain)
+  conversation_store conversations;  // sticky privacy
+  adaptive_calibrator calibration;   // routing.complexity.adaptive
 };
 
 // Starts a session on an accepted socket (plain or TLS by listener).

@@ -47,7 +47,7 @@ std::variant<client_identity, api_error> authenticate(const auth_config& auth,
     if (eq && !found) found = &k;
   }
   if (!found) return api_error::unauthorized("Incorrect API key provided.");
-  return client_identity{found->name, found->team, found->admin, true};
+  return client_identity{found->name, found->team, found->admin, true, found->privacy_strict};
 }
 
 }  // namespace gw::gateway

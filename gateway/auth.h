@@ -15,6 +15,7 @@ struct client_identity {
   std::string team;
   bool admin = false;
   bool authenticated = false;  // false only with `auth: none`
+  bool privacy_strict = false;  // the key is labelled privacy: strict
 };
 
 // Returns the client, or a 401 api_error. With auth off, everyone is an anonymous admin.

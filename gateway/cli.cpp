@@ -276,19 +276,21 @@ int run_cli(int argc, char** argv) {
   auto* score_cmd = app.add_subcommand(
       "score", "Score requests (JSONL on stdin): complexity, tier, privacy matches, route (JSONL on stdout)");
   score_cmd->add_option("-c,--config", score_config, "Config file")->capture_default_str();
-  score_cmd->add_option("--model", score_opts.model_file, "Complexity model")->capture_default_str();
-  score_cmd->add_option("--calibration", score_opts.calibration_file, "Calibration sample of scores")->capture_default_str();
+  score_cmd->add_option("--model", score_opts.model_file, "Complexity model (default: the config's routing.complexity, else built in)");
+  score_cmd->add_option("--calibration", score_opts.calibration_file, "Calibration sample of scores (default: as --model)");
   score_cmd->add_option("--strong-share", score_opts.strong_share, "Share of traffic for the strong tier")
-      ->check(CLI::Range(0.0, 1.0))
-      ->capture_default_str();
+      ->check(CLI::Range(0.0, 1.0));
 
   std::string explain_config = default_config, explain_file;
   auto* explain_cmd = app.add_subcommand(
       "explain", "Explain how a request (JSON file, or stdin) is scored and which plan serve would take");
   explain_cmd->add_option("-c,--config", explain_config, "Config file")->capture_default_str();
   explain_cmd->add_option("request", explain_file, "Request JSON file (stdin when omitted or '-')");
-  explain_cmd->add_option("--model", score_opts.model_file, "Complexity model")->capture_default_str();
-  explain_cmd->add_option("--calibration", score_opts.calibration_file, "Calibration sample of scores")->capture_default_str();
+  explain_cmd->add_option("--model", score_opts.model_file, "Complexity model (default: the config's routing.complexity, else built in)");
+  explain_cmd->add_option("--calibration", score_opts.calibration_file, "Calibration sample of scores (default: as --model)");
+  explain_context explain_ctx;
+  explain_cmd->add_option("-H,--header", explain_ctx.headers, "A request header serve would see (\"name: value\"), repeatable");
+  explain_cmd->add_option("--key", explain_ctx.key, "The client key's name (auth.keys[].name): its team and privacy label apply");
   explain_cmd->add_option("--strong-share", score_opts.strong_share, "Share of traffic for the strong tier")
       ->check(CLI::Range(0.0, 1.0));
 
@@ -338,13 +340,13 @@ int run_cli(int argc, char** argv) {
     try {
       auto loaded = load_config_file(explain_config);
       if (explain_file.empty() || explain_file == "-")
-        return run_explain(*loaded.cfg, score_opts, std::cin, std::cout, std::cerr);
+        return run_explain(*loaded.cfg, score_opts, std::cin, std::cout, std::cerr, explain_ctx);
       std::ifstream f(explain_file);
       if (!f) {
         std::cerr << "tollgate: cannot read " << explain_file << "\n";
         return 1;
       }
-      return run_explain(*loaded.cfg, score_opts, f, std::cout, std::cerr);
+      return run_explain(*loaded.cfg, score_opts, f, std::cout, std::cerr, explain_ctx);
     } catch (const std::exception& e) {
       std::cerr << "tollgate: " << e.what() << "\n";
       return 1;

@@ -7,6 +7,7 @@
 //  - an API key whose environment variable is unset disables its target with a warning instead of
 //    failing the load; no message ever contains an API key or client key.
 #include "gateway/config.h"
+#include "gateway/routing.h"
 
 #include <arpa/inet.h>
 #include <openssl/evp.h>
@@ -20,6 +21,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <limits>
 #include <string_view>
 #include <utility>
@@ -57,7 +60,19 @@ constexpr std::size_t min_client_key_chars = 8;
 
 const key_list top_keys = {"server",    "ledger",  "reports", "auth",    "budgets",
                            "rate_limits", "budget_default_max_tokens", "providers", "targets", "models",
-                           "pricing_file"};
+                           "pricing_file", "routing"};
+const key_list routing_keys = {"complexity", "tiers", "privacy", "rules"};
+const key_list complexity_keys = {"model_file", "calibration_file", "strong_share", "adaptive",
+                                  "adaptive_window", "adaptive_min_samples"};
+const key_list tiers_keys = {"weak", "strong"};
+const key_list privacy_keys = {"default_action", "actions", "patterns", "keywords", "sticky_conversations",
+                               "conversation_ttl_s", "max_conversations"};
+const key_list pattern_keys = {"type", "regex"};
+const key_list keyword_keys = {"type", "words", "case_sensitive"};
+const key_list rule_keys = {"name", "when", "route", "action", "message"};
+const key_list when_keys = {"privacy", "entities", "tier", "budget", "key", "team", "model", "header"};
+const key_list alias_keys = {"targets", "strategy"};
+const key_list capability_names = {"tools", "json_mode", "vision"};
 const key_list budget_keys = {"key", "team", "daily_usd", "monthly_usd", "hard"};
 const key_list rate_limit_keys = {"key", "team", "requests_per_minute", "tokens_per_minute"};
 const key_list ledger_keys = {"enabled", "sync", "sync_interval_ms", "retention_days"};
@@ -71,12 +86,15 @@ const key_list limits_keys = {"max_body_bytes",          "max_header_bytes",
 const key_list listener_keys = {"address", "port", "tls"};
 const key_list tls_keys = {"cert_file", "key_file"};
 const key_list auth_keys = {"keys"};
-const key_list client_key_keys = {"name", "team", "key", "key_sha256", "admin"};
+const key_list client_key_keys = {"name", "team", "key", "key_sha256", "admin", "privacy"};
 const key_list provider_keys = {"base_url", "api_key",         "api_key_env",    "headers",
                                 "timeouts", "retry",           "circuit_breaker", "max_concurrency"};
 const key_list target_keys = {"provider", "model",    "prices",          "base_url",
                               "api_key",  "api_key_env", "headers",      "timeouts",
-                              "retry",    "circuit_breaker", "max_concurrency", "self_hosted", "trust"};
+                              "retry",    "circuit_breaker", "max_concurrency", "self_hosted", "trust",
+                              "tier", "context_window", "capabilities", "kind", "model_path", "context_size",
+                              "kv_budget_mb", "threads", "max_batch_tokens", "max_queue", "chat_template",
+                              "chat_template_file"};
 const key_list self_hosted_keys = {"gpu", "gpus", "usd_per_hour", "ops_usd_per_day", "reference", "tier"};
 const key_list timeout_keys = {"connect_ms", "first_byte_ms", "total_ms", "stream_idle_ms"};
 const key_list retry_keys = {"max_attempts", "base_delay_ms", "max_delay_ms"};
@@ -188,6 +206,7 @@ class parser : yaml_reader {
     const yaml_entry* models = find_entry(top, "models");
     if (!models) fail(1, "models", "missing required key (maps model names to targets)");
     parse_models(*models, *cfg);
+    parse_routing(find_entry(top, "routing"), *cfg);
 
     return load_result{std::move(cfg), std::move(warnings_)};
   }
@@ -644,6 +663,11 @@ class parser : yaml_reader {
     k.name = non_empty_string(*name);
     if (const yaml_entry* e = find_entry(entries, "team")) k.team = string_value(*e);
     if (const yaml_entry* e = find_entry(entries, "admin")) k.admin = boolean(*e);
+    if (const yaml_entry* e = find_entry(entries, "privacy")) {
+      const std::string v = string_value(*e);
+      if (v != "strict" && v != "normal") fail(e->line(), e->path, "expected strict or normal, got '" + v + "'");
+      k.privacy_strict = v == "strict";
+    }
     const yaml_entry* plain = find_entry(entries, "key");
     const yaml_entry* hashed = find_entry(entries, "key_sha256");
     if (plain && hashed) {
@@ -881,7 +905,17 @@ class parser : yaml_reader {
       }
       apply_settings(entries, t, key);
       check_key_setting(key);
-      if (t.base_url.empty()) {
+      if (const yaml_entry* k = find_entry(entries, "kind")) {
+        t.kind = string_value(*k);
+        if (t.kind != "http" && t.kind != "local")
+          fail(k->line(), k->path, "unknown kind '" + t.kind + "'; expected http (an OpenAI-compatible server) or local (the built-in engine)");
+      }
+      parse_local_settings(te, entries, t);
+      if (t.kind == "local") {
+        if (!t.base_url.empty()) fail(te.key_line, te.path + ".base_url", "a kind: local target runs in-process and has no base_url");
+        if (!find_entry(entries, "trust")) t.trust = "local";
+        if (!find_entry(entries, "provider")) t.provider = "";
+      } else if (t.base_url.empty()) {
         fail(te.key_line, te.path, "needs either 'provider' (a name under providers) or 'base_url'");
       }
       if (t.retry.max_delay < t.retry.base_delay) {
@@ -909,6 +943,19 @@ class parser : yaml_reader {
         if (t.trust != "local" && t.trust != "trusted" && t.trust != "external")
           fail(tr->line(), tr->path, "unknown trust '" + t.trust + "'; expected local, trusted or external");
       }
+      if (const yaml_entry* e = find_entry(entries, "tier")) t.tier = static_cast<int>(integer(*e, 1, 3));
+      if (const yaml_entry* e = find_entry(entries, "context_window")) t.context_window = integer(*e, 1, 100'000'000);
+      if (const yaml_entry* e = find_entry(entries, "capabilities")) {
+        std::vector<std::string> caps;
+        for (const yaml_entry& c : list_items(*e)) {
+          std::string name = non_empty_string(c);
+          if (std::find(capability_names.begin(), capability_names.end(), name) == capability_names.end())
+            fail(c.line(), c.path, "unknown capability '" + name + "'" + did_you_mean(name, capability_names) +
+                                       " (expected tools, json_mode, vision)");
+          caps.push_back(std::move(name));
+        }
+        t.capabilities = std::move(caps);
+      }
       if (const yaml_entry* sh = find_entry(entries, "self_hosted")) self_hosted_entries_.push_back(*sh);
       resolve_key(key, t);
       if (!t.api_key.empty()) {
@@ -921,6 +968,40 @@ class parser : yaml_reader {
       }
       out.emplace(te.name, std::move(t));
     }
+  }
+
+  // kind: local settings; an error to give them to an http target.
+  void parse_local_settings(const yaml_entry& te, const std::vector<yaml_entry>& entries, providers::target_spec& t) {
+    static const key_list local_keys = {"model_path", "context_size", "kv_budget_mb", "threads", "max_batch_tokens",
+                                        "max_queue", "chat_template", "chat_template_file"};
+    for (const yaml_entry& e : entries) {
+      if (std::find(local_keys.begin(), local_keys.end(), e.name) == local_keys.end()) continue;
+      if (t.kind != "local") fail(e.key_line, e.path, "only for targets with kind: local");
+      auto& l = t.local;
+      if (e.name == "model_path") l.model_path = expand_home(non_empty_string(e));
+      if (e.name == "context_size") l.context_size = static_cast<int>(integer(e, 16, 1 << 20));
+      if (e.name == "kv_budget_mb") l.kv_budget_bytes = integer(e, 1, 1 << 20) * 1024 * 1024;
+      if (e.name == "threads") l.threads = static_cast<int>(integer(e, 0, 1024));
+      if (e.name == "max_batch_tokens") l.max_batch_tokens = static_cast<int>(integer(e, 1, 1 << 16));
+      if (e.name == "max_queue") l.max_queue = static_cast<int>(integer(e, 1, 1 << 20));
+      if (e.name == "chat_template") l.chat_template = string_value(e);
+      if (e.name == "chat_template_file") {
+        const std::string path = resolve_relative(non_empty_string(e));
+        std::ifstream f(path);
+        if (!f) fail(e.line(), e.path, "cannot read " + path);
+        std::stringstream ss;
+        ss << f.rdbuf();
+        l.chat_template = ss.str();
+      }
+    }
+    if (t.kind == "local" && t.local.model_path.empty())
+      fail(te.key_line, te.path + ".model_path", "missing required key (the GGUF file a kind: local target serves)");
+  }
+
+  static std::string expand_home(std::string p) {
+    if (p.rfind("~/", 0) == 0)
+      if (const char* home = std::getenv("HOME")) p = std::string(home) + p.substr(1);
+    return p;
   }
 
   // ---- self-hosted GPU costs (breakeven report) -------------------------------------------
@@ -1062,7 +1143,18 @@ class parser : yaml_reader {
       model_alias alias;
       alias.name = a.name;
       std::vector<yaml_entry> items;
-      if (a.value.IsSequence()) {
+      if (a.value.IsMap()) {
+        const std::vector<yaml_entry> fields = map_entries(a, &alias_keys);
+        if (const yaml_entry* st = find_entry(fields, "strategy")) {
+          const std::string v = string_value(*st);
+          if (v == "cost") alias.strategy = policies::route_strategy::cost;
+          else if (v != "ordered") fail(st->line(), st->path, "expected ordered or cost, got '" + v + "'");
+        }
+        const yaml_entry* ts = find_entry(fields, "targets");
+        if (!ts) fail(a.key_line, a.path + ".targets", "missing required key");
+        items = ts->value.IsSequence() ? list_items(*ts) : std::vector<yaml_entry>{*ts};
+        if (items.empty()) fail(ts->key_line, ts->path, "must list at least one target");
+      } else if (a.value.IsSequence()) {
         items = list_items(a);
         if (items.empty()) fail(a.key_line, a.path, "must list at least one target");
       } else {
@@ -1087,8 +1179,229 @@ class parser : yaml_reader {
         warnings_.push_back("model '" + alias.name + "' has no enabled target; requests for it " +
                             "will fail (" + where(a.key_line, a.path) + ")");
       }
+      if (alias.name == "auto-cheap") alias.ignore_tier = true;
+      if (alias.name == "auto-private") alias.private_only = true;
       cfg.models.push_back(std::move(alias));
     }
+    // Built-in cost-aware aliases over every target, unless the config defines them.
+    for (const char* name : {"auto", "auto-cheap", "auto-private"}) {
+      if (std::any_of(cfg.models.begin(), cfg.models.end(), [&](const model_alias& m) { return m.name == name; }))
+        continue;
+      model_alias alias;
+      alias.name = name;
+      alias.builtin = true;
+      alias.strategy = policies::route_strategy::cost;
+      alias.ignore_tier = alias.name == "auto-cheap";
+      alias.private_only = alias.name == "auto-private";
+      for (const auto& [tname, t] : cfg.targets) alias.targets.push_back(tname);
+      cfg.builtin_models.push_back(std::move(alias));
+    }
+  }
+
+  // ---- routing (docs/config.md#routing) -------------------------------------------------------
+
+  std::string resolve_relative(const std::string& p) const {
+    namespace fs = std::filesystem;
+    if (p.empty() || fs::path(p).is_absolute()) return p;
+    const fs::path dir = fs::path(file()).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && fs::exists(dir / p, ec)) return (dir / p).string();
+    return p;
+  }
+
+  double share(const yaml_entry& e) const {
+    const std::string s = expand(raw_scalar(e, "a number between 0 and 1"), e.line(), e.path);
+    char* end = nullptr;
+    const double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || end != s.c_str() + s.size() || !(v >= 0 && v <= 1))
+      fail(e.line(), e.path, "expected a number between 0 and 1, got '" + s + "'");
+    return v;
+  }
+
+  std::vector<std::string> string_list(const yaml_entry& e) {
+    std::vector<std::string> out;
+    if (e.value.IsSequence()) {
+      for (const yaml_entry& i : list_items(e)) out.push_back(non_empty_string(i));
+    } else {
+      out.push_back(non_empty_string(e));
+    }
+    return out;
+  }
+
+  policies::privacy_action action(const yaml_entry& e) const {
+    const std::string v = string_value(e);
+    if (v == "local") return policies::privacy_action::local;
+    if (v == "redact") return policies::privacy_action::redact;
+    if (v == "block") return policies::privacy_action::block;
+    fail(e.line(), e.path, "expected local, redact or block, got '" + v + "'");
+  }
+
+  static bool type_name_ok(const std::string& t) {
+    if (t.empty()) return false;
+    for (char c : t)
+      if (!(std::isupper(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_'))
+        return false;
+    return true;
+  }
+
+  void parse_routing(const yaml_entry* section, config& cfg) {
+    routing_config& r = cfg.routing;
+    key_list known_types = {"CREDIT_CARD", "IBAN_CODE", "US_SSN", "EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "SECRET"};
+    std::vector<policies::custom_pattern> patterns;
+    std::vector<policies::custom_keywords> keywords;
+    int detectors_line = 1;
+    std::string detectors_path = "routing.privacy";
+    if (section) {
+      const std::vector<yaml_entry> top = map_entries(*section, &routing_keys);
+      if (const yaml_entry* c = find_entry(top, "complexity")) {
+        for (const yaml_entry& e : map_entries(*c, &complexity_keys)) {
+          if (e.name == "model_file") r.model_file = resolve_relative(non_empty_string(e));
+          if (e.name == "calibration_file") r.calibration_file = resolve_relative(non_empty_string(e));
+          if (e.name == "strong_share") r.strong_share = share(e);
+          if (e.name == "adaptive") r.adaptive = boolean(e);
+          if (e.name == "adaptive_window") r.adaptive_window = static_cast<int>(integer(e, 10, 1'000'000));
+          if (e.name == "adaptive_min_samples") r.adaptive_min_samples = static_cast<int>(integer(e, 1, 1'000'000));
+        }
+        if (r.adaptive_min_samples > r.adaptive_window)
+          fail(c->key_line, c->path + ".adaptive_min_samples", "must not exceed adaptive_window");
+      }
+      if (const yaml_entry* t = find_entry(top, "tiers")) {
+        for (const yaml_entry& e : map_entries(*t, &tiers_keys)) {
+          if (e.name == "weak") r.policy.weak_tier = static_cast<int>(integer(e, 1, 3));
+          if (e.name == "strong") r.policy.strong_tier = static_cast<int>(integer(e, 1, 3));
+        }
+      }
+      if (const yaml_entry* p = find_entry(top, "privacy")) {
+        detectors_line = p->key_line;
+        detectors_path = p->path;
+        const std::vector<yaml_entry> fields = map_entries(*p, &privacy_keys);
+        if (const yaml_entry* e = find_entry(fields, "patterns")) {
+          for (const yaml_entry& item : list_items(*e)) {
+            const std::vector<yaml_entry> pf = map_entries(item, &pattern_keys);
+            const yaml_entry* ty = find_entry(pf, "type");
+            const yaml_entry* re = find_entry(pf, "regex");
+            if (!ty || !re) fail(item.key_line, item.path, "needs 'type' and 'regex'");
+            std::string type = non_empty_string(*ty);
+            if (!type_name_ok(type)) fail(ty->line(), ty->path, "type names use A-Z, 0-9 and '_' (got '" + type + "')");
+            std::string err;
+            if (!policies::custom_detectors::build({{type, string_value(*re)}}, {}, &err))
+              fail(re->line(), re->path, err);
+            patterns.push_back({type, string_value(*re)});
+            known_types.push_back(type);
+          }
+        }
+        if (const yaml_entry* e = find_entry(fields, "keywords")) {
+          for (const yaml_entry& item : list_items(*e)) {
+            const std::vector<yaml_entry> kf = map_entries(item, &keyword_keys);
+            const yaml_entry* ty = find_entry(kf, "type");
+            const yaml_entry* ws = find_entry(kf, "words");
+            if (!ty || !ws) fail(item.key_line, item.path, "needs 'type' and 'words'");
+            policies::custom_keywords k;
+            k.type = non_empty_string(*ty);
+            if (!type_name_ok(k.type)) fail(ty->line(), ty->path, "type names use A-Z, 0-9 and '_' (got '" + k.type + "')");
+            k.words = string_list(*ws);
+            if (const yaml_entry* cs = find_entry(kf, "case_sensitive")) k.case_sensitive = boolean(*cs);
+            keywords.push_back(std::move(k));
+            known_types.push_back(keywords.back().type);
+          }
+        }
+        if (const yaml_entry* e = find_entry(fields, "default_action")) r.policy.default_action = action(*e);
+        if (const yaml_entry* e = find_entry(fields, "actions")) {
+          for (const yaml_entry& a : map_entries(*e, nullptr)) {
+            if (std::find(known_types.begin(), known_types.end(), a.name) == known_types.end())
+              fail(a.key_line, a.path, "unknown data type '" + a.name + "'" + did_you_mean(a.name, known_types));
+            r.policy.entity_actions[a.name] = action(a);
+          }
+        }
+        if (const yaml_entry* e = find_entry(fields, "sticky_conversations")) r.sticky_conversations = boolean(*e);
+        if (const yaml_entry* e = find_entry(fields, "conversation_ttl_s"))
+          r.conversation_ttl_s = static_cast<int>(integer(*e, 1, 365LL * 86400));
+        if (const yaml_entry* e = find_entry(fields, "max_conversations"))
+          r.max_conversations = static_cast<std::size_t>(integer(*e, 1, 100'000'000));
+      }
+      if (const yaml_entry* rules = find_entry(top, "rules")) {
+        key_list target_names, model_names;
+        for (const auto& [name, t] : cfg.targets) target_names.push_back(name);
+        for (const auto& m : cfg.models) model_names.push_back(m.name);
+        for (const yaml_entry& item : list_items(*rules)) r.policy.rules.push_back(parse_rule(item, cfg, target_names, known_types));
+      }
+    }
+    try {
+      r.scorer = load_complexity_scorer(r.model_file, r.calibration_file, r.strong_share);
+    } catch (const std::exception& e) {
+      fail(section ? section->key_line : 1, "routing.complexity", e.what());
+    }
+    if (!patterns.empty() || !keywords.empty()) {
+      std::string err;
+      auto d = policies::custom_detectors::build(std::move(patterns), std::move(keywords), &err);
+      if (!d) fail(detectors_line, detectors_path, err);
+      r.detectors = std::shared_ptr<const policies::custom_detectors>(std::move(d));
+    }
+  }
+
+  policies::rule parse_rule(const yaml_entry& item, const config& cfg, const key_list& target_names,
+                            const key_list& known_types) {
+    const std::vector<yaml_entry> fields = map_entries(item, &rule_keys);
+    policies::rule rule;
+    const yaml_entry* name = find_entry(fields, "name");
+    if (!name) fail(item.key_line, item.path + ".name", "missing required key");
+    rule.name = non_empty_string(*name);
+    for (const auto& other : cfg.routing.policy.rules)
+      if (other.name == rule.name) fail(name->line(), name->path, "duplicate rule name '" + rule.name + "'");
+    if (const yaml_entry* w = find_entry(fields, "when")) {
+      for (const yaml_entry& c : map_entries(*w, &when_keys)) {
+        if (c.name == "privacy") {
+          const std::string v = string_value(c);
+          if (v != "sensitive" && v != "none") fail(c.line(), c.path, "expected sensitive or none, got '" + v + "'");
+          rule.private_data = v == "sensitive";
+        } else if (c.name == "entities") {
+          rule.entities = string_list(c);
+          for (const auto& t : rule.entities)
+            if (std::find(known_types.begin(), known_types.end(), t) == known_types.end())
+              fail(c.line(), c.path, "unknown data type '" + t + "'" + did_you_mean(t, known_types));
+        } else if (c.name == "tier") {
+          const std::string v = string_value(c);
+          if (v != "strong" && v != "weak") fail(c.line(), c.path, "expected strong or weak, got '" + v + "'");
+          rule.strong = v == "strong";
+        } else if (c.name == "budget") {
+          for (const auto& v : string_list(c)) {
+            if (v == "ok") rule.budget.push_back(policies::budget_state::ok);
+            else if (v == "soft_exceeded") rule.budget.push_back(policies::budget_state::soft_exceeded);
+            else if (v == "exhausted") rule.budget.push_back(policies::budget_state::exhausted);
+            else fail(c.line(), c.path, "expected ok, soft_exceeded or exhausted, got '" + v + "'");
+          }
+        } else if (c.name == "key") {
+          rule.keys = string_list(c);
+        } else if (c.name == "team") {
+          rule.teams = string_list(c);
+        } else if (c.name == "model") {
+          rule.models = string_list(c);
+        } else if (c.name == "header") {
+          for (const yaml_entry& h : map_entries(c, nullptr)) {
+            std::string n = h.name;
+            for (auto& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            rule.headers.emplace_back(n, string_value(h));
+          }
+        }
+      }
+    }
+    const yaml_entry* route = find_entry(fields, "route");
+    const yaml_entry* act = find_entry(fields, "action");
+    if ((route != nullptr) == (act != nullptr))
+      fail(item.key_line, item.path, "rule '" + rule.name + "' needs exactly one of 'route' or 'action'");
+    if (route) {
+      rule.action = policies::rule::kind::route;
+      rule.route = string_list(*route);
+      for (const auto& t : rule.route)
+        if (!cfg.find_target(t)) fail(route->line(), route->path, "unknown target '" + t + "'" + did_you_mean(t, target_names));
+    } else {
+      const std::string v = string_value(*act);
+      if (v == "block") rule.action = policies::rule::kind::block;
+      else if (v == "redact") rule.action = policies::rule::kind::redact;
+      else fail(act->line(), act->path, "expected block or redact (or use 'route:'), got '" + v + "'");
+    }
+    if (const yaml_entry* m = find_entry(fields, "message")) rule.message = string_value(*m);
+    return rule;
   }
 
   std::vector<std::string> warnings_;
@@ -1104,6 +1417,8 @@ const model_alias* config::find_alias(std::string_view model) const {
     if (a.name == model) return &a;
     if (a.name == "*") wildcard = &a;
   }
+  for (const model_alias& a : builtin_models)
+    if (a.name == model) return &a;
   return wildcard;
 }
 

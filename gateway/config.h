@@ -15,6 +15,8 @@
 #include "ledger/money.h"
 #include "ledger/pricing_table.h"
 #include "policies/budget.h"
+#include "policies/custom_detect.h"
+#include "policies/decide.h"
 #include "providers/target.h"
 
 namespace gw::gateway {
@@ -66,6 +68,7 @@ struct server_config {
 struct api_key_config {
   std::string name;
   std::string team;
+  bool privacy_strict = false;  // privacy: strict — every request of this key stays local/trusted
   std::array<unsigned char, 32> sha256{};  // we only keep the hash, also for plain keys
   bool admin = false;
 };
@@ -79,6 +82,28 @@ struct auth_config {
 struct model_alias {
   std::string name;  // "*" = any model name not otherwise listed
   std::vector<std::string> targets;
+  policies::route_strategy strategy = policies::route_strategy::ordered;
+  bool private_only = false;  // auto-private
+  bool ignore_tier = false;   // auto-cheap
+  bool builtin = false;       // auto, auto-cheap, auto-private when the config does not define them
+};
+
+struct complexity_scorer;  // gateway/routing.h
+
+// routing: how requests are scored and which target serves them (docs/config.md#routing).
+struct routing_config {
+  std::string model_file;        // "" = the model built into the binary
+  std::string calibration_file;  // "" = the calibration sample built into the binary
+  double strong_share = 0.5;     // share of the calibration sample scored strong
+  bool adaptive = false;         // re-calibrate on a window of recent traffic (serve only)
+  int adaptive_window = 2000;
+  int adaptive_min_samples = 200;
+  policies::policy policy;       // rules, per-type privacy actions, tiers
+  bool sticky_conversations = true;  // once private, a conversation stays private
+  int conversation_ttl_s = 86400;
+  std::size_t max_conversations = 100000;
+  std::shared_ptr<const complexity_scorer> scorer;            // loaded model + threshold
+  std::shared_ptr<const policies::custom_detectors> detectors;  // null when none configured
 };
 
 // The request ledger (ledger/ledger.h) in <server.data_dir>/ledger.
@@ -125,6 +150,8 @@ struct config {
   limits_policy_config spend;
   std::map<std::string, providers::target_spec> targets;  // by name
   std::vector<model_alias> models;                        // in file order
+  std::vector<model_alias> builtin_models;                // auto, auto-cheap, auto-private unless defined
+  routing_config routing;
   // pricing_file as resolved (relative to the config file's directory when the file is there,
   // else as given, i.e. relative to the working directory).
   std::string pricing_file = "configs/pricing.yaml";

@@ -21,7 +21,7 @@
 #include "gateway/breakeven.h"
 #include "gateway/reports.h"
 #include "ledger/ledger.h"
-#include "policies/plan.h"
+#include "gateway/routing.h"
 #include "providers/usage.h"
 
 namespace gw::gateway {
@@ -73,7 +73,10 @@ struct request_state {
   std::optional<clock_type::time_point> first_byte;
   bool done = false;
   bool model_request = false;  // authenticated model endpoint: goes to the ledger
-  bool privacy_strict = false;  // x-tollgate-privacy: strict
+  std::vector<std::pair<std::string, std::string>> headers;  // lower-case names (routing rules)
+  policies::redaction_map redaction;  // values redacted before an external target, restored after
+  std::string stream_hold;            // streamed bytes held back: a placeholder may continue
+  std::string privacy;                // detected types and counts ("EMAIL_ADDRESS=2"), never values
   std::shared_ptr<spend_state> spend;  // set when a budget reservation is held
   policies::reservation reservation;
   std::string budget_note;  // soft budget exceeded
@@ -166,7 +169,17 @@ class http_session final : public session_base,
       req_->relay_body.append(bytes);
       return true;
     }
-    pending_.append(bytes);
+    if (req_->redaction.empty()) {
+      pending_.append(bytes);
+    } else {
+      // Placeholders become the client's values again; a placeholder cut by a read boundary waits
+      // for the rest.
+      req_->stream_hold.append(bytes);
+      std::size_t keep = req_->redaction.partial_suffix(req_->stream_hold);
+      std::string_view ready(req_->stream_hold.data(), req_->stream_hold.size() - keep);
+      pending_ += req_->redaction.restore(ready, /*escape_json=*/true);
+      req_->stream_hold.erase(0, ready.size());
+    }
     schedule_flush();
     return pending_.size() < limits().max_stream_buffer_bytes;
   }
@@ -177,6 +190,10 @@ class http_session final : public session_base,
     req_->call.reset();
     if (stream_res_) {
       if (stream_failed_) return;
+      if (!req_->stream_hold.empty()) {
+        pending_ += req_->redaction.restore(req_->stream_hold, /*escape_json=*/true);
+        req_->stream_hold.clear();
+      }
       // The last events and the terminating chunk wait for the ledger and then leave in one write
       // (the durability promise; for short streams this also saves a write).
       hold_flush_ = true;
@@ -204,7 +221,8 @@ class http_session final : public session_base,
       if (k == "content-type") has_ct = true;
     }
     if (!has_ct) res.set(http::field::content_type, "application/json");
-    res.body() = std::move(req_->relay_body);
+    res.body() = req_->redaction.empty() ? std::move(req_->relay_body)
+                                          : req_->redaction.restore(req_->relay_body, /*escape_json=*/true);
     write_response(std::move(res), std::string());
   }
 
@@ -285,7 +303,11 @@ class http_session final : public session_base,
     begin_request_state();
     beast::get_lowest_layer(stream_).expires_never();  // upstream waits have their own timeouts
     keep_alive_ = msg.keep_alive();
-    if (auto it = msg.find("x-tollgate-privacy"); it != msg.end()) req_->privacy_strict = it->value() == "strict";
+    for (const auto& f : msg) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      req_->headers.emplace_back(std::move(name), std::string(f.value()));
+    }
     if (auto it = msg.find("x-request-id"); it != msg.end())
       req_->client_request_id = std::string(it->value().substr(0, 128));
     std::string_view target = msg.target();
@@ -405,44 +427,71 @@ class http_session final : public session_base,
                                              "model_not_found"));
     }
     auto now = providers::target_health::clock::now();
-    policies::route_context ctx;
-    ctx.requested_model = mr.model;
-    ctx.alias = alias->name;
-    std::vector<std::shared_ptr<providers::target_health>> healths;
-    for (const auto& name : alias->targets) {
-      const auto* spec = cfg.find_target(name);
-      if (!spec) continue;
-      auto h = app_.health.get(name);
-      policies::target_view v;
-      v.name = name;
-      v.enabled = spec->enabled;
-      v.disabled_reason = spec->disabled_reason;
-      v.breaker_open = h->breaker_open(now);
-      v.at_capacity = spec->max_concurrency > 0 && h->in_flight() >= spec->max_concurrency;
-      v.external = spec->trust == "external";
-      ctx.targets.push_back(std::move(v));
+    auto wall_now = std::chrono::system_clock::now();
+    auto spend = app_.spend();
+    routing_request rt;
+    rt.key = req_->client.key_name;
+    rt.team = req_->client.team;
+    rt.key_strict = req_->client.privacy_strict;
+    rt.headers = req_->headers;
+    policies::budget_subject who{req_->client.key_name, req_->client.team};
+    if (spend->any_budget) {
+      auto v = spend->budgets.check(who, wall_now);
+      if (!v.allowed) rt.budget = policies::budget_state::exhausted;
+      else if (v.soft_exceeded) rt.budget = policies::budget_state::soft_exceeded;
+      rt.budget_detail = v.exhausted;
     }
-    // Private data (types only) keeps the request away from external targets.
-    ctx.private_data = private_data_types(*mr.body);
-    if (ctx.private_data.empty() && req_->privacy_strict) ctx.private_data = "x-tollgate-privacy: strict";
-    auto plan = policies::choose(ctx);
+    if (cfg.routing.adaptive) rt.adaptive_threshold = app_.calibration.current();
+    const std::string conv = conversation_id(*mr.body, rt.headers);
+    const std::string conv_scope = req_->client.key_name;
+    if (cfg.routing.sticky_conversations && !conv.empty())
+      rt.conversation_private = app_.conversations.is_private(conv_scope, conv, now);
+    rt.health = [&](const std::string& name) {
+      target_state st;
+      const auto* spec = cfg.find_target(name);
+      auto h = app_.health.get(name);
+      st.breaker_open = h->breaker_open(now);
+      st.at_capacity = spec && spec->max_concurrency > 0 && h->in_flight() >= spec->max_concurrency;
+      return st;
+    };
+    auto routed = route_request(cfg, *alias, *mr.body, rt);
+    if (routed.error) return send_error(*routed.error);
+    if (cfg.routing.adaptive)
+      app_.calibration.observe(routed.facts.complexity, cfg.routing.strong_share,
+                               static_cast<std::size_t>(cfg.routing.adaptive_window),
+                               static_cast<std::size_t>(cfg.routing.adaptive_min_samples));
+    // Sticky privacy: a conversation that carried private data stays local from now on.
+    if (cfg.routing.sticky_conversations && !conv.empty() && !rt.conversation_private &&
+        (!routed.facts.entities.empty() || !routed.facts.strict_sources.empty()))
+      app_.conversations.mark_private(conv_scope, conv, now, std::chrono::seconds(cfg.routing.conversation_ttl_s),
+                                      cfg.routing.max_conversations);
+    auto& plan = routed.decision;
+    req_->privacy = privacy_summary(routed);
     req_->route = plan.route;
     req_->reason = plan.reason;
-    if (plan.targets.empty() && plan.blocked_by_privacy) {
-      api_error e = api_error::invalid_request(
-          "This request carries private data (" + ctx.private_data + ") and model `" + mr.model +
-              "` has no available target allowed to receive it (targets with trust: local or trusted).",
-          std::nullopt, "privacy_blocked");
-      return send_error(e);
+    if (plan.result != policies::outcome::forward) {
+      return send_error(decision_error(routed, mr.model, seconds_to_next_day(cfg, wall_now)));
     }
-    if (plan.targets.empty()) {
-      std::string why = "No target can serve model `" + mr.model + "`: " + plan.reason;
-      return send_error(api_error::unavailable(why, 1, "no_target_available"));
+    if (auto err = take_rate_limits(routed)) return send_error(*err);
+    // A budget exhausted only by this plan's worst case: local targets may still serve.
+    bool all_local = true;
+    for (const auto& name : plan.targets)
+      if (const auto* spec = cfg.find_target(name); !spec || spec->trust != "local") all_local = false;
+    if (!all_local || routed.facts.budget != policies::budget_state::exhausted) {
+      if (auto exhausted = reserve_budget(routed, plan.targets)) {
+        routed.facts.budget = policies::budget_state::exhausted;
+        routed.facts.budget_detail = *exhausted;
+        routed.decision = policies::decide(cfg.routing.policy, routed.facts, routed.candidates);
+        req_->route = routed.decision.route;
+        req_->reason = routed.decision.reason;
+        if (routed.decision.result != policies::outcome::forward)
+          return send_error(decision_error(routed, mr.model, seconds_to_next_day(cfg, wall_now)));
+      }
     }
     std::vector<providers::route_step> steps;
-    steps.reserve(plan.targets.size());
-    for (const auto& name : plan.targets) steps.push_back({cfg.find_target(name), app_.health.get(name)});
-    if (auto err = check_limits(mr, steps, cfg)) return send_error(*err);
+    steps.reserve(routed.decision.targets.size());
+    for (const auto& name : routed.decision.targets) steps.push_back({cfg.find_target(name), app_.health.get(name)});
+    req_->redaction = prepare_upstream_body(cfg, routed, *mr.body);
 
     providers::forward_request fr;
     fr.endpoint = std::string(upstream_path(ep));
@@ -458,49 +507,43 @@ class http_session final : public session_base,
     start_watch();
   }
 
-  // Rate limits, then the budget: the request's worst-case cost (estimated prompt + max_tokens at
-  // the dearest target of the plan) is reserved before anything goes upstream, and settled to the
-  // real cost in finish_request.
-  std::optional<api_error> check_limits(const model_request& mr, const std::vector<providers::route_step>& steps,
-                                        const config& cfg) {
+  // Rate limits (one request and its worst-case tokens from every bucket that applies).
+  std::optional<api_error> take_rate_limits(const routing_result& routed) {
     auto spend = app_.spend();
-    if (!spend->any_budget && !spend->any_rate_limit) return std::nullopt;
-    auto now = std::chrono::system_clock::now();
+    if (!spend->any_rate_limit) return std::nullopt;
     policies::budget_subject who{req_->client.key_name, req_->client.team};
-    std::int64_t prompt = providers::estimate_prompt_tokens(nlohmann::json(*mr.body));
-    std::int64_t max_out = spend->default_max_tokens;
-    for (const char* k : {"max_completion_tokens", "max_tokens"})
-      if (auto it = mr.body->find(k); it != mr.body->end() && it->is_number_integer() && it->get<std::int64_t>() > 0)
-        max_out = it->get<std::int64_t>();
-    if (spend->any_rate_limit) {
-      auto v = spend->rates.take(who, prompt + max_out, now);
-      if (!v.allowed)
-        return api_error{429, "rate_limit_error",
-                         "Rate limit reached for " + v.limit + ". Retry after " + std::to_string(v.retry_after_s) + " s.",
-                         std::nullopt, "rate_limit_exceeded", v.retry_after_s};
-    }
-    if (spend->any_budget) {
-      policies::pusd worst = 0;
-      for (const auto& st : steps) {
-        const auto& p = st.spec->prices;
-        auto a = ledger::token_cost(prompt, p.input.value_or(0));
-        auto b = ledger::token_cost(max_out, p.output.value_or(0));
-        if (a && b) worst = std::max(worst, *a + *b);
-      }
-      auto v = spend->budgets.reserve(who, worst, now);
-      if (!v.allowed) {
-        // Until the next day in the reports' timezone: the earliest a daily budget frees up.
-        auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() +
-                    cfg.reports.utc_offset_minutes * 60;
-        int wait = static_cast<int>(86400 - ((secs % 86400) + 86400) % 86400);
-        return api_error{429, "insufficient_quota", "The " + v.exhausted + " is exhausted.", std::nullopt,
-                         "budget_exceeded", std::max(1, wait)};
-      }
-      if (v.soft_exceeded) req_->budget_note = "over the " + v.exhausted + " (soft)";
-      req_->reservation = v.r;
-      req_->spend = std::move(spend);
-    }
+    auto v = spend->rates.take(who, routed.facts.prompt_tokens + routed.facts.max_tokens,
+                               std::chrono::system_clock::now());
+    if (v.allowed) return std::nullopt;
+    return api_error{429, "rate_limit_error",
+                     "Rate limit reached for " + v.limit + ". Retry after " + std::to_string(v.retry_after_s) + " s.",
+                     std::nullopt, "rate_limit_exceeded", v.retry_after_s};
+  }
+
+  // The budget: the request's worst-case cost (estimated prompt + max_tokens at the dearest target
+  // of the plan) is reserved before anything goes upstream, and settled to the real cost in
+  // finish_request. Returns the exhausted budget's description when it does not fit.
+  std::optional<std::string> reserve_budget(const routing_result& routed, const std::vector<std::string>& plan) {
+    auto spend = app_.spend();
+    if (!spend->any_budget) return std::nullopt;
+    policies::pusd worst = 0;
+    for (const auto& name : plan)
+      for (const auto& c : routed.candidates)
+        if (c.name == name && c.est_cost) worst = std::max(worst, *c.est_cost);
+    policies::budget_subject who{req_->client.key_name, req_->client.team};
+    auto v = spend->budgets.reserve(who, worst, std::chrono::system_clock::now());
+    if (!v.allowed) return v.exhausted;
+    if (v.soft_exceeded) req_->budget_note = "over the " + v.exhausted + " (soft)";
+    req_->reservation = v.r;
+    req_->spend = std::move(spend);
     return std::nullopt;
+  }
+
+  // Seconds until the next day in the reports' timezone: the earliest a daily budget frees up.
+  static int seconds_to_next_day(const config& cfg, std::chrono::system_clock::time_point now) {
+    auto secs = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count() +
+                cfg.reports.utc_offset_minutes * 60;
+    return std::max(1, static_cast<int>(86400 - ((secs % 86400) + 86400) % 86400));
   }
 
   // ---- client-disconnect watch while the upstream works ----
@@ -912,6 +955,7 @@ class http_session final : public session_base,
     if (r.stream) j["stream"] = true;
     if (!r.error_code.empty()) j["error"] = r.error_code;
     if (!r.reason.empty()) j["reason"] = r.reason;
+    if (req_ && !req_->privacy.empty()) j["privacy"] = req_->privacy;
     app_.access_log->info(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
 

@@ -1,188 +1,200 @@
 #include "gateway/score_cmd.h"
 
-#include "gateway/api.h"
-
-#include <fstream>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
-#include "policies/complexity.h"
-#include "policies/plan.h"
-#include "policies/privacy.h"
+#include "gateway/routing.h"
 #include "ledger/money.h"
-#include "providers/usage.h"
+#include "policies/complexity.h"
+#include "policies/custom_detect.h"
+#include "policies/privacy.h"
 
 namespace gw::gateway {
 
 namespace {
-bool read_file(const std::string& path, std::string* out) {
-  std::ifstream f(path);
-  if (!f) return false;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  *out = ss.str();
-  return true;
-}
-}  // namespace
 
-namespace {
-
-struct loaded_scorer {
-  policies::complexity_model model;
-  double threshold = 0;
-};
-
-// Loads the model and turns the calibration sample into the tier threshold.
-bool load_scorer(const score_options& opts, loaded_scorer* out, std::ostream& err) {
-  std::string text;
-  if (!read_file(opts.model_file, &text)) {
-    err << "tollgate: cannot read the complexity model " << opts.model_file << "\n";
-    return false;
+// The config with score/explain's overrides of routing.complexity applied.
+bool apply_overrides(const config& cfg, const score_options& opts, std::shared_ptr<config>* out, std::ostream& err) {
+  auto copy = std::make_shared<config>(cfg);
+  auto& r = copy->routing;
+  if (!opts.model_file.empty()) r.model_file = opts.model_file;
+  if (!opts.calibration_file.empty()) r.calibration_file = opts.calibration_file;
+  if (opts.strong_share) r.strong_share = *opts.strong_share;
+  if (!opts.model_file.empty() || !opts.calibration_file.empty() || opts.strong_share) {
+    try {
+      r.scorer = load_complexity_scorer(r.model_file, r.calibration_file, r.strong_share);
+    } catch (const std::exception& e) {
+      err << "tollgate: " << e.what() << "\n";
+      return false;
+    }
   }
-  try {
-    out->model = policies::parse_complexity_model(text);
-  } catch (const std::exception& e) {
-    err << "tollgate: " << opts.model_file << ": " << e.what() << "\n";
-    return false;
-  }
-  // The tier threshold comes from a fixed calibration sample, so no score depends on the order
-  // (or the company) of the requests being scored.
-  if (!read_file(opts.calibration_file, &text)) {
-    err << "tollgate: cannot read the calibration sample " << opts.calibration_file << "\n";
-    return false;
-  }
-  auto cal = nlohmann::json::parse(text, nullptr, false);
-  if (cal.is_discarded() || !cal.contains("scores") || !cal["scores"].is_array() || cal["scores"].empty()) {
-    err << "tollgate: " << opts.calibration_file << ": expected {\"scores\": [numbers...]}\n";
-    return false;
-  }
-  out->threshold = policies::threshold_for_share(cal["scores"].get<std::vector<double>>(), opts.strong_share);
+  *out = std::move(copy);
   return true;
 }
 
-struct scored_request {
-  std::vector<std::pair<std::string, std::string>> messages;
-  policies::complexity_features features;
-  double complexity = 0;
-  nlohmann::json pii = nlohmann::json::array();
-  std::int64_t max_tokens = 0;
-};
-
-scored_request score_one(const nlohmann::json& req, const policies::complexity_model& model) {
-  scored_request r;
+// Every match in the request's message texts: the offline tools print values (they run on the
+// user's own data; serve never logs them).
+nlohmann::ordered_json matches(const config& cfg, const nlohmann::json& req) {
   auto view = policies::read_chat_request(req);
+  if (view.messages.empty() && req.contains("prompt") && req["prompt"].is_string())
+    view.messages.emplace_back("user", req["prompt"].get<std::string>());
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (std::size_t i = 0; i < view.messages.size(); ++i) {
     const std::string& content = view.messages[i].second;
-    // The offline tools print matches: they run on the user's own data (serve never logs them).
-    for (const auto& hit : policies::detect_pii(content))
-      r.pii.push_back({{"type", policies::to_string(hit.type)},
-                       {"text", content.substr(hit.start, hit.end - hit.start)},
-                       {"message", i},
-                       {"start", hit.start},
-                       {"end", hit.end}});
+    struct hit {
+      std::string type;
+      std::size_t start, end;
+    };
+    std::vector<hit> hits;
+    for (const auto& m : policies::detect_pii(content)) hits.push_back({std::string(policies::to_string(m.type)), m.start, m.end});
+    if (cfg.routing.detectors)
+      for (const auto& m : cfg.routing.detectors->scan(content)) hits.push_back({std::string(m.type), m.start, m.end});
+    std::stable_sort(hits.begin(), hits.end(), [](const hit& a, const hit& b) { return a.start < b.start; });
+    for (const auto& h : hits)
+      out.push_back({{"type", h.type},
+                     {"text", content.substr(h.start, h.end - h.start)},
+                     {"message", i},
+                     {"start", h.start},
+                     {"end", h.end}});
   }
-  r.max_tokens = view.max_tokens;
-  r.features = policies::extract_features(view.messages, view.has_tools, view.wants_json, view.max_tokens);
-  r.complexity = policies::complexity_score(r.features, model);
-  r.messages = std::move(view.messages);
-  return r;
+  return out;
 }
 
-// The plan serve would take for the request's model (offline: every enabled target counts as
-// healthy); nullopt when the model is not configured.
-std::optional<policies::plan> plan_for(const config& cfg, const nlohmann::json& req) {
-  if (!req.contains("model") || !req["model"].is_string()) return std::nullopt;
-  const model_alias* alias = cfg.find_alias(req["model"].get<std::string>());
-  if (!alias) return std::nullopt;
-  policies::route_context ctx;
-  ctx.requested_model = req["model"].get<std::string>();
-  ctx.alias = alias->name;
-  for (const auto& t : alias->targets)
-    if (const auto* spec = cfg.find_target(t))
-      ctx.targets.push_back({t, spec->enabled, spec->disabled_reason, false, false, spec->trust == "external"});
-  ctx.private_data = private_data_types(nlohmann::ordered_json(req));
-  return policies::choose(ctx);
+std::optional<std::string> tier_name(const routing_result& r) {
+  return r.facts.strong ? "strong" : "weak";
 }
 
 }  // namespace
 
-int run_score(const config& cfg, const score_options& opts, std::istream& in, std::ostream& out, std::ostream& err) {
-  loaded_scorer sc;
-  if (!load_scorer(opts, &sc, err)) return 1;
+int run_score(const config& base, const score_options& opts, std::istream& in, std::ostream& out, std::ostream& err) {
+  std::shared_ptr<config> cfgp;
+  if (!apply_overrides(base, opts, &cfgp, err)) return 1;
+  const config& cfg = *cfgp;
   std::string line;
   int line_no = 0, bad = 0;
   while (std::getline(in, line)) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    auto req = nlohmann::json::parse(line, nullptr, false);
+    auto req = nlohmann::ordered_json::parse(line, nullptr, false);
     if (req.is_discarded() || !req.is_object() || !req.contains("messages") || !req["messages"].is_array()) {
       err << "tollgate score: line " << line_no << ": expected a JSON object with \"messages\"\n";
       ++bad;
       continue;
     }
-    auto r = score_one(req, sc.model);
+    // Requests without a configured model are scored as `auto` would see them; the route is then
+    // null unless the config defines a catch-all.
+    const std::string model = req.contains("model") && req["model"].is_string() ? req["model"].get<std::string>() : "";
+    const model_alias* alias = model.empty() ? nullptr : cfg.find_alias(model);
+    const model_alias* scoring_alias = alias ? alias : cfg.find_alias("auto");
+    auto r = route_request(cfg, *scoring_alias, req, routing_request{});
     nlohmann::ordered_json o;
-    o["id"] = req.contains("id") ? req["id"] : nlohmann::json(line_no);
-    o["complexity"] = r.complexity;
-    o["tier"] = r.complexity > sc.threshold ? "strong" : "weak";
-    o["privacy"] = r.pii.empty() ? "none" : "sensitive";
-    o["pii"] = r.pii;
-    auto plan = plan_for(cfg, req);
-    o["route"] = plan && !plan->targets.empty() ? nlohmann::json(plan->targets.front()) : nlohmann::json(nullptr);
+    o["id"] = req.contains("id") ? nlohmann::ordered_json(req["id"]) : nlohmann::ordered_json(line_no);
+    o["complexity"] = r.facts.complexity;
+    o["tier"] = *tier_name(r);
+    auto pii = matches(cfg, nlohmann::json(req));
+    o["privacy"] = pii.empty() ? "none" : "sensitive";
+    o["pii"] = std::move(pii);
+    o["route"] = alias && r.decision.result == policies::outcome::forward ? nlohmann::ordered_json(r.decision.targets.front())
+                                                                          : nlohmann::ordered_json(nullptr);
     out << o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   }
   return bad ? 1 : 0;
 }
 
-int run_explain(const config& cfg, const score_options& opts, std::istream& in, std::ostream& out, std::ostream& err) {
-  loaded_scorer sc;
-  if (!load_scorer(opts, &sc, err)) return 1;
+int run_explain(const config& base, const score_options& opts, std::istream& in, std::ostream& out, std::ostream& err,
+                const explain_context& ctx) {
+  std::shared_ptr<config> cfgp;
+  if (!apply_overrides(base, opts, &cfgp, err)) return 1;
+  const config& cfg = *cfgp;
   std::stringstream ss;
   ss << in.rdbuf();
-  auto req = nlohmann::json::parse(ss.str(), nullptr, false);
-  if (req.is_discarded() || !req.is_object() || !req.contains("messages") || !req["messages"].is_array()) {
-    err << "tollgate explain: expected one chat request (a JSON object with \"messages\")\n";
+  auto req = nlohmann::ordered_json::parse(ss.str(), nullptr, false);
+  if (req.is_discarded() || !req.is_object() || (!req.contains("messages") && !req.contains("prompt"))) {
+    err << "tollgate explain: expected one request (a JSON object with \"messages\" or \"prompt\")\n";
     return 1;
   }
-  auto r = score_one(req, sc.model);
-  nlohmann::ordered_json o;
-  auto dense = policies::dense_vector(r.features);
-  auto& feats = o["features"] = nlohmann::ordered_json::object();
-  const auto& names = policies::complexity_feature_names();
-  for (std::size_t i = 0; i < names.size(); ++i) feats[std::string(names[i])] = dense[i];
-  o["complexity"] = {{"score", r.complexity}, {"threshold", sc.threshold}, {"strong_share", opts.strong_share},
-                     {"tier", r.complexity > sc.threshold ? "strong" : "weak"}, {"mode", "calibrated"}};
-  o["privacy"] = {{"level", r.pii.empty() ? "none" : "sensitive"}, {"matches", r.pii}};
-  auto plan = plan_for(cfg, req);
-  if (!plan) {
-    o["plan"] = nullptr;
-    o["reason"] = req.contains("model") ? "model not configured (404 model_not_found)" : "request has no model";
-  } else {
-    // Each target of the alias: eligibility and the estimated cost at the request's size.
-    std::int64_t prompt = providers::estimate_prompt_tokens(req);
-    std::int64_t out_tokens = r.max_tokens > 0 ? r.max_tokens : cfg.spend.default_max_tokens;
-    auto& targets = o["targets"] = nlohmann::ordered_json::array();
-    const model_alias* alias = cfg.find_alias(req["model"].get<std::string>());
-    for (const auto& name : alias->targets) {
-      const auto* spec = cfg.find_target(name);
-      nlohmann::ordered_json t;
-      t["target"] = name;
-      t["eligible"] = spec && spec->enabled;
-      if (spec && !spec->enabled) t["why_not"] = spec->disabled_reason;
-      if (spec && spec->prices.input && spec->prices.output) {
-        auto a = ledger::token_cost(prompt, *spec->prices.input);
-        auto b = ledger::token_cost(out_tokens, *spec->prices.output);
-        if (a && b) t["estimated_max_cost_usd"] = ledger::format_usd(*a + *b, 6);
-      } else {
-        t["estimated_max_cost_usd"] = nullptr;  // unpriced
-      }
-      targets.push_back(std::move(t));
+  routing_request rt;
+  for (const auto& h : ctx.headers) {
+    auto colon = h.find(':');
+    if (colon == std::string::npos) {
+      err << "tollgate explain: --header expects \"name: value\", got \"" << h << "\"\n";
+      return 1;
     }
-    o["estimate"] = {{"prompt_tokens", prompt}, {"max_completion_tokens", out_tokens}};
-    o["plan"] = plan->targets;
-    o["reason"] = plan->reason;
+    std::string name = h.substr(0, colon), value = h.substr(colon + 1);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    value.erase(0, value.find_first_not_of(' '));
+    rt.headers.emplace_back(name, value);
+  }
+  if (!ctx.key.empty()) {
+    const api_key_config* key = nullptr;
+    for (const auto& k : cfg.auth.keys)
+      if (k.name == ctx.key) key = &k;
+    if (!key) {
+      err << "tollgate explain: no client key named " << ctx.key << " in auth.keys\n";
+      return 1;
+    }
+    rt.key = key->name;
+    rt.team = key->team;
+    rt.key_strict = key->privacy_strict;
+  }
+  const std::string model = req.contains("model") && req["model"].is_string() ? req["model"].get<std::string>() : "";
+  const model_alias* alias = model.empty() ? nullptr : cfg.find_alias(model);
+  const model_alias* scoring_alias = alias ? alias : cfg.find_alias("auto");
+  auto r = route_request(cfg, *scoring_alias, req, rt);
+  if (r.error) {
+    err << "tollgate explain: " << r.error->message << "\n";
+    return 1;
+  }
+  nlohmann::ordered_json o;
+  auto view = policies::read_chat_request(nlohmann::json(req));
+  auto feats = policies::extract_features(view.messages, view.has_tools, view.wants_json, view.max_tokens);
+  auto dense = policies::dense_vector(feats);
+  auto& fj = o["features"] = nlohmann::ordered_json::object();
+  const auto& names = policies::complexity_feature_names();
+  for (std::size_t i = 0; i < names.size(); ++i) fj[std::string(names[i])] = dense[i];
+  o["complexity"] = {{"score", r.facts.complexity},
+                     {"threshold", r.facts.threshold},
+                     {"strong_share", cfg.routing.strong_share},
+                     {"tier", *tier_name(r)},
+                     {"needed_tier", r.decision.needed_tier},
+                     {"mode", cfg.routing.adaptive ? "calibrated (serve re-calibrates on recent traffic: adaptive)"
+                                                   : "calibrated"},
+                     {"model", cfg.routing.scorer->source}};
+  auto pii = matches(cfg, nlohmann::json(req));
+  nlohmann::ordered_json strict = r.facts.strict_sources;
+  o["privacy"] = {{"level", pii.empty() && r.facts.strict_sources.empty() ? "none" : "sensitive"},
+                  {"matches", pii},
+                  {"strict", strict},
+                  {"redact", r.decision.redact_types}};
+  o["estimate"] = {{"prompt_tokens", r.facts.prompt_tokens}, {"max_completion_tokens", r.facts.max_tokens}};
+  auto& targets = o["targets"] = nlohmann::ordered_json::array();
+  for (const auto& v : r.decision.verdicts) {
+    nlohmann::ordered_json t;
+    t["target"] = v.name;
+    t["eligible"] = v.eligible;
+    if (!v.why_not.empty()) t["why_not"] = v.why_not;
+    t["tier"] = v.tier;
+    t["estimated_max_cost_usd"] = v.est_cost ? nlohmann::ordered_json(ledger::format_usd(*v.est_cost, 6))
+                                             : nlohmann::ordered_json(nullptr);
+    targets.push_back(std::move(t));
+  }
+  if (!alias) {
+    o["plan"] = nullptr;
+    o["route"] = nullptr;
+    o["reason"] = model.empty() ? "request has no model" : "model not configured (404 model_not_found)";
+  } else if (r.decision.result != policies::outcome::forward) {
+    auto e = decision_error(r, model, 1);
+    o["plan"] = nlohmann::ordered_json::array();
+    o["route"] = r.decision.route;
+    o["reason"] = r.decision.reason;
+    o["error"] = {{"status", e.status}, {"code", e.code.value_or("")}, {"message", e.message}};
+  } else {
+    o["plan"] = r.decision.targets;
+    o["route"] = r.decision.route;
+    o["reason"] = r.decision.reason;
   }
   out << o.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   return 0;

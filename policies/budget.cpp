@@ -83,6 +83,25 @@ budget_verdict budget_store::reserve(const budget_subject& who, pusd worst_case,
   return v;
 }
 
+budget_verdict budget_store::check(const budget_subject& who, time_point now) {
+  budget_verdict v;
+  std::int32_t day = day_of(now), month = month_of(now);
+  std::lock_guard lock(mu_);
+  for (const auto& l : limits_) {
+    if (!applies(l, who)) continue;
+    account& a = acct(l.scope, l.name, l.period, l.period == budget_period::day ? day : month);
+    if (a.spent + a.reserved < l.limit) continue;
+    if (l.hard) {
+      v.allowed = false;
+      v.exhausted = describe(l);
+      return v;
+    }
+    v.soft_exceeded = true;
+    if (v.exhausted.empty()) v.exhausted = describe(l);
+  }
+  return v;
+}
+
 void budget_store::settle(reservation r, pusd actual, time_point now) {
   (void)now;
   close_reservation(r, actual);

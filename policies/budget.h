@@ -56,6 +56,10 @@ class budget_store {
   // Reserves `worst_case` against every limit that applies to `who`. All-or-nothing: refused when
   // any hard limit would be exceeded (spent + reserved + worst_case > limit).
   budget_verdict reserve(const budget_subject& who, pusd worst_case, time_point now);
+  // The state without reserving anything: refused (allowed = false) when a hard limit has nothing
+  // left (spent + reserved >= limit), soft_exceeded likewise for a soft limit. Routing uses it to
+  // send an exhausted key/team to local targets before any reservation is tried.
+  budget_verdict check(const budget_subject& who, time_point now);
   // Replaces the reservation by the real cost (may be more or less than reserved).
   void settle(reservation r, pusd actual, time_point now);
   // Drops the reservation (the request failed without cost).

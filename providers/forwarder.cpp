@@ -73,8 +73,9 @@ std::int64_t estimate_completion_tokens(const nlohmann::json& body) {
 struct forwarder::impl {
   asio::io_context& io;
   http_client& client;
+  local_transport_resolver local;
   std::minstd_rand rng{std::random_device{}()};
-  impl(asio::io_context& ctx, http_client& c) : io(ctx), client(c) {}
+  impl(asio::io_context& ctx, http_client& c, local_transport_resolver l) : io(ctx), client(c), local(std::move(l)) {}
 };
 
 std::string forwarder::upstream_body(const forward_request& request, const target_spec& target) {
@@ -121,7 +122,7 @@ class forward_call_impl final : public forward_call,
   void cancel() override {
     if (done_) return;
     if (transfer_) {
-      fw_.client.cancel(*transfer_);
+      transport_->cancel(*transfer_);
       transfer_.reset();
       end_attempt();
     }
@@ -142,7 +143,7 @@ class forward_call_impl final : public forward_call,
   void resume() override {
     if (done_ || !sink_full_) return;
     sink_full_ = false;
-    if (transfer_) fw_.client.resume(*transfer_);
+    if (transfer_) transport_->resume(*transfer_);
   }
 
   // ---- transfer_handler ----
@@ -330,8 +331,21 @@ class forward_call_impl final : public forward_call,
     }
     holding_slot_ = true;
     const target_spec& spec = *plan_[step_index_].spec;
+    transport_ = &fw_.client;
+    if (spec.kind == "local") {
+      transport_ = fw_.local ? fw_.local(spec) : nullptr;
+      if (!transport_) {
+        // The engine did not load (its error is in the log): like an unreachable server.
+        holding_slot_ = false;
+        plan_[step_index_].health->release();
+        outcome_.attempts.push_back({spec.name, 0, "local engine not loaded", false});
+        last_failure_ = transfer_status::connect_failed;
+        advance_target();
+        return try_next();
+      }
+    }
     http_request hr;
-    hr.url = spec.base_url + req_.endpoint;
+    hr.url = spec.kind == "local" ? "local://" + spec.name + req_.endpoint : spec.base_url + req_.endpoint;
     hr.method = "POST";
     hr.body = forwarder::upstream_body(req_, spec);
     hr.timeout = spec.timeout;
@@ -343,7 +357,7 @@ class forward_call_impl final : public forward_call,
     for (const auto& h : req_.headers) hr.headers.push_back(h);
     reset_attempt_state();
     attempt_started_ = clock_type::now();
-    transfer_ = fw_.client.start(std::move(hr), shared_from_this());
+    transfer_ = transport_->start(std::move(hr), shared_from_this());
   }
 
   void reset_attempt_state() {
@@ -474,7 +488,8 @@ class forward_call_impl final : public forward_call,
   asio::steady_timer backoff_;
   std::size_t step_index_ = 0;
   int attempt_ = 0;
-  std::optional<http_client::transfer_id> transfer_;
+  std::optional<transport::transfer_id> transfer_;
+  transport* transport_ = nullptr;  // of the current attempt
   std::optional<clock_type::time_point> attempt_started_;
   std::chrono::microseconds upstream_time_{0};
   bool holding_slot_ = false;
@@ -504,8 +519,8 @@ class forward_call_impl final : public forward_call,
   forward_outcome outcome_;
 };
 
-forwarder::forwarder(asio::io_context& io, http_client& client)
-    : impl_(std::make_unique<impl>(io, client)) {}
+forwarder::forwarder(asio::io_context& io, http_client& client, local_transport_resolver local)
+    : impl_(std::make_unique<impl>(io, client, std::move(local))) {}
 forwarder::~forwarder() = default;
 
 std::shared_ptr<forward_call> forwarder::start(forward_request request,

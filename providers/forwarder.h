@@ -7,6 +7,7 @@
 // callback runs on that thread.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,10 @@ class io_context;
 namespace gw::providers {
 
 class http_client;
+class transport;
+
+// The transport of a `kind: local` target on this forwarder's thread (null: not available).
+using local_transport_resolver = std::function<transport*(const target_spec&)>;
 
 struct forward_request {
   std::string endpoint;  // appended to base_url: "/chat/completions", "/completions", "/embeddings"
@@ -108,7 +113,7 @@ class forward_call {
 
 class forwarder {
  public:
-  forwarder(boost::asio::io_context& io, http_client& client);
+  forwarder(boost::asio::io_context& io, http_client& client, local_transport_resolver local = {});
   ~forwarder();
   // Starts the request. The sink is held until on_complete. Callbacks never run inside start().
   std::shared_ptr<forward_call> start(forward_request request, std::vector<route_step> plan,

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "providers/target.h"
+#include "providers/transport.h"
 
 namespace boost::asio {
 class io_context;
@@ -17,62 +18,19 @@ class io_context;
 
 namespace gw::providers {
 
-enum class transfer_status {
-  ok,                    // complete response received (any HTTP status)
-  connect_failed,        // DNS, refused, unreachable
-  tls_failed,            // handshake or certificate verification
-  timed_out_connect,
-  timed_out_first_byte,  // request sent, no response byte within timeouts.first_byte
-  timed_out_total,
-  timed_out_idle,        // a gap between body bytes longer than timeouts.stream_idle
-  io_error,              // reset, truncated body, protocol error
-};
-std::string_view to_string(transfer_status s);
-// True for failures where nothing reached the upstream application: safe to retry even for
-// non-idempotent requests.
-bool is_timeout(transfer_status s);
-
-struct transfer_result {
-  transfer_status status = transfer_status::ok;
-  std::string detail;  // curl's message, for logs (never contains secrets)
-};
-
-struct http_request {
-  std::string url;
-  std::string method = "POST";
-  header_list headers;
-  std::string body;
-  timeouts timeout;
-};
-
-// Receives one transfer's events, always on the client's io_context thread.
-class transfer_handler {
+class http_client final : public transport {
  public:
-  virtual ~transfer_handler() = default;
-  // Status line and headers (names lower-cased), once, before the first on_data.
-  virtual void on_head(int status, const header_list& headers) = 0;
-  // Body bytes. Return false to pause: the bytes are NOT consumed and are delivered again after
-  // http_client::resume(). While paused, the idle timeout does not run.
-  virtual bool on_data(std::string_view bytes) = 0;
-  // Exactly once at the end, unless the transfer was cancel()ed (then never).
-  virtual void on_done(const transfer_result& result) = 0;
-};
-
-class http_client {
- public:
-  using transfer_id = std::uint64_t;
-
   explicit http_client(boost::asio::io_context& io);
   ~http_client();  // cancels every transfer (no callbacks)
   http_client(const http_client&) = delete;
   http_client& operator=(const http_client&) = delete;
 
   // Starts a transfer. Callbacks never run inside start(); the earliest is posted.
-  transfer_id start(http_request request, std::shared_ptr<transfer_handler> handler);
+  transfer_id start(http_request request, std::shared_ptr<transfer_handler> handler) override;
   // Aborts a transfer; no callback of it runs afterwards. Unknown ids are ignored.
-  void cancel(transfer_id id);
+  void cancel(transfer_id id) override;
   // Continues a transfer paused by on_data returning false.
-  void resume(transfer_id id);
+  void resume(transfer_id id) override;
   std::size_t active_transfers() const;
 
  private:

@@ -37,8 +37,21 @@ struct token_prices {
   std::optional<std::int64_t> cached_input;
 };
 
+// A model served in-process by the local engine (`kind: local`).
+struct local_model_spec {
+  std::string model_path;          // GGUF file
+  int context_size = 0;            // 0: the model's (capped at 4096)
+  std::int64_t kv_budget_bytes = 0;  // 0: enough for 4 full contexts
+  int threads = 0;                 // compute threads; 0: the number of cores
+  int max_batch_tokens = 512;      // tokens per scheduler step
+  int max_queue = 64;              // requests waiting; beyond: 503 with retry-after
+  std::string chat_template;       // Jinja source overriding the model's template ("" = the model's)
+};
+
 struct target_spec {
   std::string name;            // config key, e.g. "openai-gpt4o-mini"
+  std::string kind = "http";   // "http" (an OpenAI-compatible server) or "local" (the built-in engine)
+  local_model_spec local;      // kind == "local"
   std::string provider;        // provider name, e.g. "openai"
   std::string base_url;        // e.g. "https://api.openai.com/v1" (no trailing slash)
   std::string api_key;         // resolved secret; empty = send no Authorization header
@@ -56,6 +69,12 @@ struct target_spec {
   // under contract), "external" (default). Requests carrying detected personal data or secrets
   // never go to an external target.
   std::string trust = "external";
+  // Routing properties (policies/decide.h): quality tier 1..3 (0: not declared; the price table's
+  // row or 1), context window in tokens (0: not declared), and capabilities (nullopt: not declared,
+  // all assumed; else the listed ones of "tools", "json_mode", "vision").
+  int tier = 0;
+  std::int64_t context_window = 0;
+  std::optional<std::vector<std::string>> capabilities;
 };
 
 }  // namespace gw::providers

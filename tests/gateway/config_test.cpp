@@ -1231,7 +1231,14 @@ targets:
   t: {base_url: "http://h"}
 models:
   m: {target: t}
-)", 5, "models.m", "expected a string, got a map"));
+)", 5, "models.m.target", "unknown key 'target' (did you mean 'targets'?)"));
+  EXPECT_TRUE(fails_with(R"(
+auth: none
+targets:
+  t: {base_url: "http://h"}
+models:
+  m: {targets: [t], strategy: cheapest}
+)", 5, "models.m.strategy", "expected ordered or cost"));
 }
 
 // ---- files -----------------------------------------------------------------------------------

@@ -155,8 +155,11 @@ TEST(forwarding, completions_embeddings_and_models) {
   ASSERT_EQ(m.status, 200);
   auto models = json::parse(m.body);
   EXPECT_EQ(models["object"], "list");
-  ASSERT_EQ(models["data"].size(), 1u);
+  // The configured alias, then the built-in cost-aware aliases.
+  ASSERT_EQ(models["data"].size(), 4u);
   EXPECT_EQ(models["data"][0]["id"], "gpt-test");
+  EXPECT_EQ(models["data"][1]["id"], "auto");
+  EXPECT_EQ(models["data"][3]["id"], "auto-private");
   auto one = http_request(gw.port(), "/v1/models/gpt-test", "", {.method = "GET"});
   ASSERT_EQ(one.status, 200);
   EXPECT_EQ(json::parse(one.body)["id"], "gpt-test");
