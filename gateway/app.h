@@ -16,6 +16,7 @@
 #include <spdlog/logger.h>
 
 #include "gateway/config.h"
+#include "gateway/local_backend.h"
 #include "gateway/metrics.h"
 #include "gateway/routing_state.h"
 #include "gateway/server.h"
@@ -38,11 +39,11 @@ class session_base {
 // One I/O thread: its io_context, its curl multi handle and its forwarder. Sessions accepted onto
 // a worker never leave it, so nothing of a request is shared across threads.
 struct worker {
-  explicit worker(int i)
+  worker(int i, providers::local_transport_resolver local)
       : index(i),
         work(boost::asio::make_work_guard(io)),
         http(io),
-        forward(io, http),
+        forward(io, http, std::move(local)),
         rng(std::random_device{}()) {}
   int index;
   boost::asio::io_context io{1};
@@ -53,6 +54,8 @@ struct worker {
   std::uint64_t counter = 0;
   std::unordered_map<session_base*, std::weak_ptr<session_base>> sessions;  // this thread only
   std::thread thread;
+  // This thread's transport to each loaded local model (kept while the model is in use).
+  std::unordered_map<const local_model*, std::unique_ptr<providers::transport>> local_transports;
 
   // "tg-" + 24 hex digits: 64 random bits per thread start + worker + counter; unique per process
   // and, with overwhelming probability, across restarts.
@@ -82,6 +85,14 @@ struct app_state {
     std::lock_guard lock(cfg_mu);
     return spend_ptr;
   }
+  std::shared_ptr<const local_models> local_ptr;  // guarded by cfg_mu (rebuilt on reload)
+  std::shared_ptr<const local_models> local() const {
+    std::lock_guard lock(cfg_mu);
+    return local_ptr;
+  }
+  // The transport of a loaded `kind: local` target for worker `index` (its thread only); null when
+  // the target's model is not loaded.
+  providers::transport* local_transport(int index, const providers::target_spec& spec);
   server_hooks hooks;
   providers::health_registry health;
   std::unique_ptr<metrics> stats;

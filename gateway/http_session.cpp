@@ -77,6 +77,7 @@ struct request_state {
   policies::redaction_map redaction;  // values redacted before an external target, restored after
   std::string stream_hold;            // streamed bytes held back: a placeholder may continue
   std::string privacy;                // detected types and counts ("EMAIL_ADDRESS=2"), never values
+  std::optional<std::chrono::microseconds> engine_busy;  // local targets: taken once from the engine
   std::shared_ptr<spend_state> spend;  // set when a budget reservation is held
   policies::reservation reservation;
   std::string budget_note;  // soft budget exceeded
@@ -446,9 +447,12 @@ class http_session final : public session_base,
     const std::string conv_scope = req_->client.key_name;
     if (cfg.routing.sticky_conversations && !conv.empty())
       rt.conversation_private = app_.conversations.is_private(conv_scope, conv, now);
+    auto local = app_.local();
     rt.health = [&](const std::string& name) {
       target_state st;
       const auto* spec = cfg.find_target(name);
+      if (spec && spec->kind == "local" && spec->enabled && (!local || !local->find(name)))
+        st.unavailable = "local model not loaded (see the log)";
       auto h = app_.health.get(name);
       st.breaker_open = h->breaker_open(now);
       st.at_capacity = spec && spec->max_concurrency > 0 && h->in_flight() >= spec->max_concurrency;
@@ -826,7 +830,19 @@ class http_session final : public session_base,
       if (o.client_gone) r.status = 499;
       if (o.stream_truncated && r.error_code.empty()) r.error_code = "upstream_stream_error";
       const providers::target_spec* spec = req_->cfg ? req_->cfg->find_target(o.target) : nullptr;
-      if (spec) {
+      if (spec && spec->kind == "local") {
+        // The engine's own time for this request (breakeven), and its marginal cost: 0 unless the
+        // target has prices.
+        if (!req_->engine_busy) {
+          req_->engine_busy = std::chrono::microseconds(0);
+          if (auto models = app_.local())
+            if (auto m = models->find(spec->name))
+              if (auto busy = m->take_busy(req_->id)) req_->engine_busy = *busy;
+        }
+        r.engine_busy = *req_->engine_busy;
+        if (spec->prices.input || spec->prices.output) price_request(*spec, r);
+        else r.priced = true;
+      } else if (spec) {
         r.provider = spec->provider;
         price_request(*spec, r);
       }

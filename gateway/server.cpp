@@ -117,15 +117,34 @@ server::server(std::shared_ptr<const config> cfg, server_hooks hooks) : impl_(st
   app.spend_ptr = std::make_shared<spend_state>(*app.cfg_ptr, app.hooks.ledger);
   app.log = make_logger();
   app.log->set_level(spdlog::level::from_str(app.cfg_ptr->server.log_level));
+  // The engine's messages (local_engine/ logs through spdlog's default logger) go to the same
+  // stderr log; stdout carries only the access log.
+  spdlog::set_default_logger(app.log);
   if (app.cfg_ptr->server.access_log) app.access_log = make_access_logger();
   int threads = app.cfg_ptr->server.io_threads;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   app.stats = std::make_unique<metrics>(threads);
-  for (int i = 0; i < threads; ++i) app.workers.push_back(std::make_unique<worker>(i));
+  std::map<std::string, std::string> load_errors;
+  app.local_ptr = local_models::build(*app.cfg_ptr, nullptr, &load_errors);
+  for (const auto& [name, err] : load_errors)
+    app.log->error("target {}: the local model did not load, the target is unavailable: {}", name, err);
+  for (int i = 0; i < threads; ++i)
+    app.workers.push_back(std::make_unique<worker>(
+        i, [&app, i](const providers::target_spec& spec) { return app.local_transport(i, spec); }));
   app.reload = [this](std::string* error) { return reload(error); };
 }
 
 server::~server() { shutdown(std::chrono::milliseconds(0)); }
+
+providers::transport* app_state::local_transport(int index, const providers::target_spec& spec) {
+  auto models = local();
+  auto m = models ? models->find(spec.name) : nullptr;
+  if (!m) return nullptr;
+  auto& w = *workers[static_cast<std::size_t>(index)];
+  auto& slot = w.local_transports[m.get()];
+  if (!slot) slot = m->make_transport(w.io);
+  return slot.get();
+}
 
 void server::start() {
   auto& app = impl_->app;
@@ -179,9 +198,14 @@ void server::swap_config(std::shared_ptr<const config> next) {
   // Built outside the lock (it reads the ledger); requests in flight keep the state they started
   // with and settle against it.
   auto spend = std::make_shared<spend_state>(*next, impl_->app.hooks.ledger);
+  std::map<std::string, std::string> load_errors;
+  auto local = local_models::build(*next, impl_->app.local().get(), &load_errors);
+  for (const auto& [name, err] : load_errors)
+    impl_->app.log->error("target {}: the local model did not load, the target is unavailable: {}", name, err);
   std::lock_guard lock(impl_->app.cfg_mu);
   impl_->app.cfg_ptr = std::move(next);
   impl_->app.spend_ptr = std::move(spend);
+  impl_->app.local_ptr = std::move(local);
 }
 
 bool server::reload(std::string* error) {

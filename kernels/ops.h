@@ -85,4 +85,22 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base,
 void attention_head(const float* q, const float* const* k_rows, const float* const* v_rows,
                     int64_t n_kv, int64_t head_dim, float scale, float* scratch, float* out);
 
+// ---- instruction-set levels ----
+// The ops above run on the best level the CPU offers (kernels::cpu(), capped by TOLLGATE_SIMD).
+// Tests and benchmarks run a given level through the overloads below; `level` must be supported
+// (isa_supported). The elementwise ops have scalar and AVX2 code; avx512 runs them with AVX2.
+enum class isa { scalar, avx2, avx512 };
+isa best_isa();
+bool isa_supported(isa level);
+const char* isa_name(isa level);  // "scalar", "avx2", "avx512"
+
+void matmul(isa level, const weight_view& w, const float* x, float* y, int64_t m, thread_pool* pool);
+void rms_norm(isa level, const float* x, const float* weight, float* y, int64_t n, float eps);
+void silu_mul(isa level, const float* gate, const float* up, float* out, int64_t n);
+void add(isa level, float* y, const float* x, int64_t n);
+void softmax(isa level, float* x, int64_t n);
+void attention_head(isa level, const float* q, const float* const* k_rows,
+                    const float* const* v_rows, int64_t n_kv, int64_t head_dim, float scale,
+                    float* scratch, float* out);
+
 }  // namespace gw::kernels

@@ -4,6 +4,7 @@
 // never a crash), and a writer (used by convert, quantize and generate-model).
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -74,19 +75,41 @@ class gguf_writer {
  public:
   gguf_writer();
   ~gguf_writer();
+  // Setting a key again replaces its value and keeps its original position.
   void set_string(std::string key, std::string value);
   void set_bool(std::string key, bool v);
-  void set_u32(std::string key, uint32_t v);
+  void set_u8(std::string key, uint8_t v);
+  void set_i8(std::string key, int8_t v);
+  void set_u16(std::string key, uint16_t v);
+  void set_i16(std::string key, int16_t v);
+  void set_u32(std::string key, uint32_t v);  // "general.alignment" also sets the data alignment
   void set_i32(std::string key, int32_t v);
   void set_u64(std::string key, uint64_t v);
+  void set_i64(std::string key, int64_t v);
   void set_f32(std::string key, float v);
+  void set_f64(std::string key, double v);
   void set_string_array(std::string key, std::vector<std::string> values);
   void set_i32_array(std::string key, std::vector<int32_t> values);
   void set_f32_array(std::string key, std::vector<float> values);
+  // An array of any fixed-size type: `count` elements in little-endian layout (a string or array
+  // element type makes write() fail).
+  void set_array(std::string key, gguf_value_type elem_type, const void* elements, size_t count);
   // `data` holds the tensor in `type`'s layout (row_bytes(type, ne[0]) * rows bytes).
   void add_tensor(std::string name, kernels::dtype type, std::vector<int64_t> ne,
                   std::vector<uint8_t> data);
-  // Writes the file (to a temp name, then renamed). false and *error on failure.
+  // The same without a copy: `data` (n_bytes) is the caller's and must stay valid until write()
+  // returns (e.g. a mapped source file).
+  void add_tensor_ref(std::string name, kernels::dtype type, std::vector<int64_t> ne,
+                      const void* data, size_t n_bytes);
+  // The same, produced while write() runs: `produce` fills the tensor's bytes (row_bytes(type,
+  // ne[0]) * rows, in `type`'s layout) into `out` when the writer reaches it, so that a converter
+  // or quantizer can stream a model larger than memory. A false return (with *error) aborts write().
+  using tensor_producer = std::function<bool(uint8_t* out, std::string* error)>;
+  void add_tensor_produced(std::string name, kernels::dtype type, std::vector<int64_t> ne,
+                           tensor_producer produce);
+  // Writes the file (to "<path>.tmp", then renamed), streaming the tensor data from the buffers
+  // given above. Checks each tensor's shape, type and byte count and that names are unique.
+  // false and *error on failure.
   bool write(const std::string& path, std::string* error) const;
 
  private:

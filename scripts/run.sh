@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ./scripts/build.sh
+./scripts/models.sh   # the local engine's default model (stories15M, converted to GGUF once)
 config=configs/tollgate.yaml
 if [ "${1:-}" = "--config" ] && [ -n "${2:-}" ]; then config=$2; fi
 exec ./build/tollgate serve --config "$config"

@@ -1,0 +1,491 @@
+// The AVX-512 level (F/BW/VL/DQ + VNNI; BF16 when the CPU has it): matrix-product tiles on 512-bit
+// registers. Quantized dot products use vpdpbusd (u8 x s8 summed in fours into s32), so the
+// weights' nibbles are used as unsigned values and the constant offsets (Q4_0's -8, Q6_K's -32)
+// are folded in once per block through the activation sums; Q8_0 flips the activations to
+// unsigned (x + 128) and subtracts 128 * sum(w). K-type sub-block scales are applied with
+// vpdpwssd on the 16-bit pair sums. Activation quantizers and elementwise ops come from the AVX2
+// level. Everything here has internal linkage.
+// GCC 12 reports its own intrinsics' deliberately undefined lanes (_mm512_undefined_*) as
+// uninitialised; those lanes never reach a result.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "kernels/blocks.h"
+#include "kernels/cpu_features.h"
+#include "kernels/isa_kernels.h"
+#include "kernels/tile_loop.h"
+
+namespace gw::kernels::detail {
+namespace {
+
+inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+// y[idx] = v, or y[idx] += v for a later slice of k.
+inline void store(const matmul_args& a, int64_t idx, float v) {
+  if (a.accumulate) {
+    a.y[idx] += v;
+  } else {
+    a.y[idx] = v;
+  }
+}
+
+// A register of 16-bit lanes: `high` where bit l of `mask` is set, else `low`.
+inline __m512i lanes16(__mmask32 mask, short low, short high) {
+  return _mm512_mask_blend_epi16(mask, _mm512_set1_epi16(low), _mm512_set1_epi16(high));
+}
+
+// ---- float-type tiles ----
+
+// 16 weights / activations (fewer at the end of a row, the rest zero) as float32.
+struct f32_loader {
+  static __m512 load(const void* p, int64_t i, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
+  }
+};
+struct f16_loader {
+  static __m512 load(const void* p, int64_t i, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
+  }
+};
+struct bf16_loader {
+  static __m512 load(const void* p, int64_t i, __mmask16 m) {
+    const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+};
+
+// Weights in format L times float activations (already rounded to L's precision).
+template <class L>
+struct float_kernel {
+  static constexpr int C = 4;
+  static constexpr int rows_for(int) { return 4; }
+
+  template <int NR, int NC>
+  static void micro(const matmul_args& a, int64_t r, int64_t c) {
+    const void* w[NR];
+    const float* x[NC];
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i) w[i] = a.w + static_cast<size_t>(r + i) * a.w_row_bytes;
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) x[j] = a.xf + (c + j) * a.x_stride;
+    __m512 acc[NR][NC];
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i)
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t e = a.k0; e < a.k1; e += 16) {
+      const int64_t left = a.k1 - e;
+      const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+      __m512 wv[NR];
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) wv[i] = L::load(w[i], e, m);
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) {
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x[j] + e);
+        TILE_UNROLL
+        for (int i = 0; i < NR; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], xv, acc[i][j]);
+      }
+    }
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i)
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, _mm512_reduce_add_ps(acc[i][j]));
+  }
+};
+
+// F16 / BF16 weights. With a pack buffer (many activation rows), the block's weight rows over
+// [k0, k1) are converted to float32 once and every activation tile runs the float32 tile on them.
+template <class L>
+void packed_tiles(const matmul_args& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  if (a.pack == nullptr) {
+    run_tiles<float_kernel<L>>(a, r0, r1, c0, c1);
+    return;
+  }
+  const int64_t width = a.k1 - a.k0;
+  for (int64_t r = r0; r < r1; ++r) {
+    const void* src = a.w + static_cast<size_t>(r) * a.w_row_bytes;
+    float* dst = a.pack + (r - r0) * width;
+    for (int64_t e = 0; e < width; e += 16) {
+      const int64_t left = width - e;
+      const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+      _mm512_mask_storeu_ps(dst + e, m, L::load(src, a.k0 + e, m));
+    }
+  }
+  matmul_args p = a;
+  p.w = reinterpret_cast<const uint8_t*>(a.pack);
+  p.w_row_bytes = static_cast<size_t>(width) * sizeof(float);
+  p.k0 = 0;
+  p.k1 = width;
+  p.xf = a.xf + a.k0;
+  p.y = a.y + r0;
+  run_tiles<float_kernel<f32_loader>>(p, 0, r1 - r0, c0, c1);
+}
+
+// BF16 x BF16 with vdpbf16ps (pairs of products accumulated in float32).
+struct bf16_dot_kernel {
+  static constexpr int C = 4;
+  static constexpr int rows_for(int) { return 4; }
+
+  template <int NR, int NC>
+  static void micro(const matmul_args& a, int64_t r, int64_t c) {
+    const uint16_t* w[NR];
+    const uint16_t* x[NC];
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i) w[i] = reinterpret_cast<const uint16_t*>(a.w + static_cast<size_t>(r + i) * a.w_row_bytes);
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) x[j] = a.xh + (c + j) * a.x_stride;
+    __m512 acc[NR][NC];
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i)
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
+    for (int64_t e = a.k0; e < a.k1; e += 32) {
+      const int64_t left = a.k1 - e;
+      const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
+      __m512bh wv[NR];
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) wv[i] = (__m512bh)_mm512_maskz_loadu_epi16(m, w[i] + e);
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) {
+        const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x[j] + e);
+        TILE_UNROLL
+        for (int i = 0; i < NR; ++i) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], xv);
+      }
+    }
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i)
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, _mm512_reduce_add_ps(acc[i][j]));
+  }
+};
+
+// ---- Q4_0 / Q8_0: two blocks of 32 per register ----
+
+// Lanes 0-7 = s[0], lanes 8-15 = s[1], from a register holding s in its first two lanes.
+inline __m512 spread_pair(__m128 s) {
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                               _mm512_castps128_ps512(s));
+}
+
+inline __m128 half_pair(uint16_t d0, uint16_t d1) {
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(d0 | (static_cast<uint32_t>(d1) << 16))));
+}
+
+inline __m128 float_pair(const float* p) {
+  return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p)));
+}
+
+struct q4_0_kernel {
+  static constexpr int C = 4;
+  static constexpr int rows_for(int nc) { return nc == 1 ? 4 : 3; }
+
+  // The 32 nibbles of a block as bytes in element order (low nibbles, then high), for two blocks.
+  static __m512i unpack_pair(const block_q4_0* blk) {
+    const __m256i q0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[0].qs)));
+    const __m256i q1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[1].qs)));
+    const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+    const __m512i shifts = lanes16(0xFF00FF00u, 0, 4);  // the high nibbles of each block
+    return _mm512_and_si512(_mm512_srlv_epi16(both, shifts), _mm512_set1_epi8(0x0F));
+  }
+
+  static __m256i unpack_one(const block_q4_0& blk) {
+    const __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs)));
+    const __m256i shifts = _mm256_mask_blend_epi16(0xFF00, _mm256_setzero_si256(), _mm256_set1_epi16(4));
+    return _mm256_and_si256(_mm256_srlv_epi16(q, shifts), _mm256_set1_epi8(0x0F));
+  }
+
+  template <int NR, int NC>
+  static void micro(const matmul_args& a, int64_t r, int64_t c) {
+    const block_q4_0* w[NR];
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i) w[i] = reinterpret_cast<const block_q4_0*>(a.w + static_cast<size_t>(r + i) * a.w_row_bytes);
+    const int8_t* x[NC];
+    const float* xd[NC];
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) {
+      x[j] = a.xq + (c + j) * a.x_stride;
+      xd[j] = a.xd + (c + j) * a.xd_stride;
+    }
+    __m512 acc[NR][NC];
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i)
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
+    const __m512i eight = _mm512_set1_epi8(8);
+    const int64_t nb = a.k1 / qk32;
+    int64_t b = a.k0 / qk32;
+    for (; b + 2 <= nb; b += 2) {
+      __m512i wq[NR];
+      __m512 wd[NR];
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) {
+        wq[i] = unpack_pair(w[i] + b);
+        wd[i] = spread_pair(half_pair(w[i][b].d, w[i][b + 1].d));
+      }
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) {
+        const __m512i xv = _mm512_loadu_si512(x[j] + b * qk32);
+        // sum((q - 8) * x) = dpbusd(q, x) - 8 * sum(x): start from -8 * sum(x).
+        const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, xv));
+        const __m512 xs = spread_pair(float_pair(xd[j] + b));
+        TILE_UNROLL
+        for (int i = 0; i < NR; ++i) {
+          const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start, wq[i], xv));
+          acc[i][j] = _mm512_fmadd_ps(dot, _mm512_mul_ps(wd[i], xs), acc[i][j]);
+        }
+      }
+    }
+    if (b < nb) {
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) {
+        const __m256i wq = unpack_one(w[i][b]);
+        const float wd = half_to_float(w[i][b].d);
+        TILE_UNROLL
+        for (int j = 0; j < NC; ++j) {
+          const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j] + b * qk32));
+          const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                                 _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), xv));
+          const __m256 dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, wq, xv));
+          acc[i][j] = _mm512_fmadd_ps(_mm512_zextps256_ps512(dot), _mm512_set1_ps(wd * xd[j][b]), acc[i][j]);
+        }
+      }
+    }
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i)
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, _mm512_reduce_add_ps(acc[i][j]));
+  }
+};
+
+struct q8_0_kernel {
+  static constexpr int C = 4;
+  static constexpr int rows_for(int nc) { return nc == 1 ? 4 : 3; }
+
+  template <int NR, int NC>
+  static void micro(const matmul_args& a, int64_t r, int64_t c) {
+    const block_q8_0* w[NR];
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i) w[i] = reinterpret_cast<const block_q8_0*>(a.w + static_cast<size_t>(r + i) * a.w_row_bytes);
+    const int8_t* x[NC];
+    const float* xd[NC];
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) {
+      x[j] = a.xq + (c + j) * a.x_stride;
+      xd[j] = a.xd + (c + j) * a.xd_stride;
+    }
+    __m512 acc[NR][NC];
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i)
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    const int64_t nb = a.k1 / qk32;
+    int64_t b = a.k0 / qk32;
+    for (; b + 2 <= nb; b += 2) {
+      __m512i wq[NR], start[NR];
+      __m512 wd[NR];
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) {
+        wq[i] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i][b].qs))),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i][b + 1].qs)), 1);
+        // sum(x * w) = dpbusd(x + 128, w) - 128 * sum(w): start from -128 * sum(w).
+        start[i] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, wq[i]));
+        wd[i] = spread_pair(half_pair(w[i][b].d, w[i][b + 1].d));
+      }
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) {
+        const __m512i xu = _mm512_xor_si512(_mm512_loadu_si512(x[j] + b * qk32), flip);
+        const __m512 xs = spread_pair(float_pair(xd[j] + b));
+        TILE_UNROLL
+        for (int i = 0; i < NR; ++i) {
+          const __m512 dot = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(start[i], xu, wq[i]));
+          acc[i][j] = _mm512_fmadd_ps(dot, _mm512_mul_ps(wd[i], xs), acc[i][j]);
+        }
+      }
+    }
+    if (b < nb) {
+      const __m256i flip256 = _mm256_set1_epi8(static_cast<char>(0x80));
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) {
+        const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i][b].qs));
+        const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), flip256, wq));
+        const float wd = half_to_float(w[i][b].d);
+        TILE_UNROLL
+        for (int j = 0; j < NC; ++j) {
+          const __m256i xu = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j] + b * qk32)), flip256);
+          const __m256 dot = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(start, xu, wq));
+          acc[i][j] = _mm512_fmadd_ps(_mm512_zextps256_ps512(dot), _mm512_set1_ps(wd * xd[j][b]), acc[i][j]);
+        }
+      }
+    }
+    TILE_UNROLL
+    for (int i = 0; i < NR; ++i)
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, _mm512_reduce_add_ps(acc[i][j]));
+  }
+};
+
+// ---- Q4_K / Q6_K: one super-block of 256 per step, unpacked once per weight row and used for
+// up to C activation rows ----
+
+inline void unpack_q4_k_scales(const uint8_t* packed, uint8_t* sc, uint8_t* m) {
+  uint32_t w[3];
+  std::memcpy(w, packed, 12);
+  const uint32_t sc_lo = w[0] & 0x3F3F3F3Fu;
+  const uint32_t m_lo = w[1] & 0x3F3F3F3Fu;
+  const uint32_t sc_hi = (w[2] & 0x0F0F0F0Fu) | ((w[0] >> 2) & 0x30303030u);
+  const uint32_t m_hi = ((w[2] >> 4) & 0x0F0F0F0Fu) | ((w[1] >> 2) & 0x30303030u);
+  std::memcpy(sc, &sc_lo, 4);
+  std::memcpy(sc + 4, &sc_hi, 4);
+  std::memcpy(m, &m_lo, 4);
+  std::memcpy(m + 4, &m_hi, 4);
+}
+
+// Permutation indices that spread 16-bit scales over the 32 pair sums of a 64-element chunk:
+// index[t][l] = per_chunk * t + l / run.
+struct spread_index {
+  alignas(64) int16_t v[4][32];
+};
+constexpr spread_index make_spread_index(int per_chunk, int run) {
+  spread_index s{};
+  TILE_UNROLL
+  for (int t = 0; t < 4; ++t)
+    for (int l = 0; l < 32; ++l) s.v[t][l] = static_cast<int16_t>(per_chunk * t + l / run);
+  return s;
+}
+constexpr spread_index q4_k_spread = make_spread_index(2, 16);  // sub-blocks of 32
+constexpr spread_index q6_k_spread = make_spread_index(4, 8);   // groups of 16
+
+inline __m512i spread_16(const spread_index& index, int t, __m512i v16) {
+  return _mm512_permutexvar_epi16(_mm512_load_si512(index.v[t]), v16);
+}
+
+struct q4_k_kernel {
+  static constexpr int C = 8;
+  static constexpr int rows_for(int) { return 1; }
+
+  template <int NR, int NC>
+  static void micro(const matmul_args& a, int64_t r, int64_t c) {
+    static_assert(NR == 1);
+    const auto* w = reinterpret_cast<const block_q4_k*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
+    __m512 acc[NC];
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) acc[j] = _mm512_setzero_ps();
+    const __m512i low_mask = _mm512_set1_epi8(0x0F);
+    const __m512i nibble_shifts = lanes16(0xFFFF0000u, 0, 4);
+    const int64_t nb = a.k1 / qk256;
+    for (int64_t b = a.k0 / qk256; b < nb; ++b) {
+      alignas(16) uint8_t sc[8], m[8];
+      unpack_q4_k_scales(w[b].scales, sc, m);
+      const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+      const __m128i m8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
+      const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));  // m0 m0 m1 m1 ...
+      // Chunk g: 64 elements, sub-block 2g (low nibbles of qs[32g..]) then 2g + 1 (high nibbles).
+      __m512i q[4], scale[4];
+      TILE_UNROLL
+      for (int g = 0; g < 4; ++g) {
+        const __m512i both = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * g)));
+        q[g] = _mm512_and_si512(_mm512_srlv_epi16(both, nibble_shifts), low_mask);
+        scale[g] = spread_16(q4_k_spread, g, sc16);
+      }
+      const float d = half_to_float(w[b].d), dmin = half_to_float(w[b].dmin);
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) {
+        const int8_t* x = a.xq + (c + j) * a.x_stride + b * qk256;
+        __m512i isum = _mm512_setzero_si512();
+        TILE_UNROLL
+        for (int g = 0; g < 4; ++g) {
+          const __m512i pairs = _mm512_maddubs_epi16(q[g], _mm512_loadu_si512(x + 64 * g));
+          isum = _mm512_dpwssd_epi32(isum, pairs, scale[g]);
+        }
+        const int64_t blk = (c + j) * a.xd_stride + b;
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xbsums + blk * 16));
+        const __m256 mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins16));
+        const float xd = a.xd[blk];
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * xd), acc[j]);
+        acc[j] = _mm512_fnmadd_ps(_mm512_zextps256_ps512(mins), _mm512_set1_ps(dmin * xd), acc[j]);
+      }
+    }
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r, _mm512_reduce_add_ps(acc[j]));
+  }
+};
+
+struct q6_k_kernel {
+  static constexpr int C = 8;
+  static constexpr int rows_for(int) { return 1; }
+
+  template <int NR, int NC>
+  static void micro(const matmul_args& a, int64_t r, int64_t c) {
+    static_assert(NR == 1);
+    const auto* w = reinterpret_cast<const block_q6_k*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
+    __m512 acc[NC];
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) acc[j] = _mm512_setzero_ps();
+    const __m512i low_mask = _mm512_set1_epi8(0x0F);
+    const __m512i top_mask = _mm512_set1_epi8(0x30);
+    // Top bits: elements 0-31 take qh bits 0-1, 32-63 bits 2-3, 64-95 bits 4-5, 96-127 bits 6-7.
+    const __m512i left_01 = lanes16(0xFFFF0000u, 4, 2);
+    const __m512i right_23 = lanes16(0xFFFF0000u, 0, 2);
+    const int64_t nb = a.k1 / qk256;
+    for (int64_t b = a.k0 / qk256; b < nb; ++b) {
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
+      // -32 * sc, paired with the activation sums of each 16 for the levels' -32 offset.
+      const __m256i offset_scale = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+      __m512i q[4], scale[4];
+      TILE_UNROLL
+      for (int h = 0; h < 2; ++h) {
+        const __m512i ql = _mm512_loadu_si512(w[b].ql + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh + 32 * h)));
+        const __m512i top01 = _mm512_and_si512(_mm512_sllv_epi16(qh, left_01), top_mask);
+        const __m512i top23 = _mm512_and_si512(_mm512_srlv_epi16(qh, right_23), top_mask);
+        q[2 * h] = _mm512_or_si512(_mm512_and_si512(ql, low_mask), top01);
+        q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low_mask), top23);
+      }
+      TILE_UNROLL
+      for (int t = 0; t < 4; ++t) scale[t] = spread_16(q6_k_spread, t, _mm512_castsi256_si512(sc16));
+      const float d = half_to_float(w[b].d);
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) {
+        const int8_t* x = a.xq + (c + j) * a.x_stride + b * qk256;
+        const int64_t blk = (c + j) * a.xd_stride + b;
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.xbsums + blk * 16));
+        __m512i isum = _mm512_zextsi256_si512(_mm256_madd_epi16(bs, offset_scale));
+        TILE_UNROLL
+        for (int t = 0; t < 4; ++t) {
+          const __m512i pairs = _mm512_maddubs_epi16(q[t], _mm512_loadu_si512(x + 64 * t));
+          isum = _mm512_dpwssd_epi32(isum, pairs, scale[t]);
+        }
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d * a.xd[blk]), acc[j]);
+      }
+    }
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r, _mm512_reduce_add_ps(acc[j]));
+  }
+};
+
+isa_kernels make_kernels() {
+  isa_kernels k = avx2_kernels();  // quantizers and elementwise ops
+  k.tile_f32 = run_tiles<float_kernel<f32_loader>>;
+  k.tile_f16 = packed_tiles<f16_loader>;
+  k.bf16_pairs = cpu().avx512_bf16;
+  k.tile_bf16 = k.bf16_pairs ? run_tiles<bf16_dot_kernel> : packed_tiles<bf16_loader>;
+  k.tile_q4_0 = run_tiles<q4_0_kernel>;
+  k.tile_q8_0 = run_tiles<q8_0_kernel>;
+  k.tile_q4_k = run_tiles<q4_k_kernel>;
+  k.tile_q6_k = run_tiles<q6_k_kernel>;
+  return k;
+}
+
+}  // namespace
+
+const isa_kernels& avx512_kernels() {
+  static const isa_kernels k = make_kernels();
+  return k;
+}
+
+}  // namespace gw::kernels::detail
