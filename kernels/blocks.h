@@ -1,6 +1,6 @@
 #pragma once
-// The on-disk block layouts of the quantized types (ggml's, byte for byte) and the activation
-// layouts the quantized matrix products use. Internal to kernels/.
+// The block layouts of the quantized types, ggml's byte for byte (files come from llama.cpp).
+// Internal to kernels/.
 #include <cstdint>
 
 namespace gw::kernels {

@@ -16,15 +16,12 @@ namespace gw::kernels::detail {
 //                       activations to it), or for BF16 on levels with bf16_pairs, xh: bf16 rows
 //   Q4_0 / Q8_0:        xq + xd, int8 rows and one float scale per 32 (x = d * q)
 //   Q4_K / Q6_K:        xq + xd + xbsums, one scale per 256 and the sums of each 16 q's
-// y[c * ldy + r] = sum over k in [k0, k1) of W[r][k] * x[c][k], stored (or added to y when
-// `accumulate`: the product is computed in slices of k). k0 and k1 are multiples of the type's
-// block size; all pointers are to the start of the rows.
+// y[c * ldy + r] = sum over k of W[r][k] * x[c][k].
 struct matmul_args {
   dtype type = dtype::F32;
   const uint8_t* w = nullptr;
   size_t w_row_bytes = 0;
-  int64_t k0 = 0, k1 = 0;
-  bool accumulate = false;
+  int64_t k = 0;
   const float* xf = nullptr;
   const uint16_t* xh = nullptr;
   const int8_t* xq = nullptr;
@@ -34,9 +31,6 @@ struct matmul_args {
   int64_t xd_stride = 0;  // scales between rows; the bsums stride is 16 * xd_stride
   float* y = nullptr;
   int64_t ldy = 0;
-  // F16 / BF16 weights with many activation rows: room for the block's weight rows over
-  // [k0, k1) as float32 (the calling thread's), so a tile converts each weight once; else null.
-  float* pack = nullptr;
 };
 
 // Computes y for weight rows [r0, r1) and activation rows [c0, c1).

@@ -2,8 +2,8 @@
 // quantizers and the vectorised elementwise ops (also used by the AVX-512 level). Quantized dot
 // products stay in integers within a block: maddubs (u8 x s8 -> s16 pairs) then madd (-> s32),
 // one float multiply-add per block (or per 256-element super-block for the K types).
-// Everything here has internal linkage: no code built for AVX2 can be picked by the linker for
-// another level.
+// Everything here has internal linkage and uses no inline library templates or functions (libm
+// through builtins), so no code built for AVX2 can be picked by the linker for another level.
 #include <immintrin.h>
 
 #include <cmath>
@@ -17,15 +17,6 @@ namespace gw::kernels::detail {
 namespace {
 
 inline int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-// y[idx] = v, or y[idx] += v for a later slice of k.
-inline void store(const matmul_args& a, int64_t idx, float v) {
-  if (a.accumulate) {
-    a.y[idx] += v;
-  } else {
-    a.y[idx] = v;
-  }
-}
 
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -159,8 +150,8 @@ struct float_kernel {
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm256_setzero_ps();
-    const int64_t k8 = a.k0 + (a.k1 - a.k0) / 8 * 8;
-    for (int64_t e = a.k0; e < k8; e += 8) {
+    const int64_t k8 = a.k / 8 * 8;
+    for (int64_t e = 0; e < k8; e += 8) {
       __m256 wv[NR];
       TILE_UNROLL
       for (int i = 0; i < NR; ++i) wv[i] = L::load(w[i], e);
@@ -176,38 +167,12 @@ struct float_kernel {
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) {
         float sum = hsum(acc[i][j]);
-        for (int64_t e = k8; e < a.k1; ++e) sum += L::scalar(w[i], e) * x[j][e];
-        store(a, (c + j) * a.ldy + r + i, sum);
+        for (int64_t e = k8; e < a.k; ++e) sum += L::scalar(w[i], e) * x[j][e];
+        a.y[(c + j) * a.ldy + r + i] = sum;
       }
     }
   }
 };
-
-// F16 / BF16 weights. With a pack buffer (many activation rows), the block's weight rows over
-// [k0, k1) are converted to float32 once and every activation tile runs the float32 tile on them.
-template <class L>
-void packed_tiles(const matmul_args& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-  if (a.pack == nullptr) {
-    run_tiles<float_kernel<L>>(a, r0, r1, c0, c1);
-    return;
-  }
-  const int64_t width = a.k1 - a.k0;
-  for (int64_t r = r0; r < r1; ++r) {
-    const void* src = a.w + static_cast<size_t>(r) * a.w_row_bytes;
-    float* dst = a.pack + (r - r0) * width;
-    int64_t e = 0;
-    for (; e + 8 <= width; e += 8) _mm256_storeu_ps(dst + e, L::load(src, a.k0 + e));
-    for (; e < width; ++e) dst[e] = L::scalar(src, a.k0 + e);
-  }
-  matmul_args p = a;
-  p.w = reinterpret_cast<const uint8_t*>(a.pack);
-  p.w_row_bytes = static_cast<size_t>(width) * sizeof(float);
-  p.k0 = 0;
-  p.k1 = width;
-  p.xf = a.xf + a.k0;
-  p.y = a.y + r0;
-  run_tiles<float_kernel<f32_loader>>(p, 0, r1 - r0, c0, c1);
-}
 
 // ---- Q4_0 / Q8_0 (blocks of 32, Q8 activations with a scale per 32) ----
 
@@ -226,8 +191,8 @@ struct q4_0_kernel {
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm256_setzero_ps();
     const __m256i eight = _mm256_set1_epi8(8);
-    const int64_t nb = a.k1 / qk32;
-    for (int64_t b = a.k0 / qk32; b < nb; ++b) {
+    const int64_t nb = a.k / qk32;
+    for (int64_t b = 0; b < nb; ++b) {
       __m256i wq[NR], wabs[NR];
       float wd[NR];
       TILE_UNROLL
@@ -250,7 +215,7 @@ struct q4_0_kernel {
     TILE_UNROLL
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
-      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, hsum(acc[i][j]));
+      for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r + i] = hsum(acc[i][j]);
   }
 };
 
@@ -268,8 +233,8 @@ struct q8_0_kernel {
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm256_setzero_ps();
-    const int64_t nb = a.k1 / qk32;
-    for (int64_t b = a.k0 / qk32; b < nb; ++b) {
+    const int64_t nb = a.k / qk32;
+    for (int64_t b = 0; b < nb; ++b) {
       __m256i wq[NR], wabs[NR];
       float wd[NR];
       TILE_UNROLL
@@ -292,7 +257,7 @@ struct q8_0_kernel {
     TILE_UNROLL
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
-      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, hsum(acc[i][j]));
+      for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r + i] = hsum(acc[i][j]);
   }
 };
 
@@ -324,8 +289,8 @@ struct q4_k_kernel {
     __m256 acc[NC];
     TILE_UNROLL
     for (int j = 0; j < NC; ++j) acc[j] = _mm256_setzero_ps();
-    const int64_t nb = a.k1 / qk256;
-    for (int64_t b = a.k0 / qk256; b < nb; ++b) {
+    const int64_t nb = a.k / qk256;
+    for (int64_t b = 0; b < nb; ++b) {
       alignas(16) uint8_t sc[8], m[8];
       unpack_q4_k_scales(w[b].scales, sc, m);
       // Mins paired with the 16-element sums: m0 m0 m1 m1 ... m7 m7.
@@ -363,7 +328,7 @@ struct q4_k_kernel {
       }
     }
     TILE_UNROLL
-    for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r, hsum(acc[j]));
+    for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r] = hsum(acc[j]);
   }
 };
 
@@ -380,8 +345,8 @@ struct q6_k_kernel {
     __m256 acc[NC];
     TILE_UNROLL
     for (int j = 0; j < NC; ++j) acc[j] = _mm256_setzero_ps();
-    const int64_t nb = a.k1 / qk256;
-    for (int64_t b = a.k0 / qk256; b < nb; ++b) {
+    const int64_t nb = a.k / qk256;
+    for (int64_t b = 0; b < nb; ++b) {
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
       __m256i isum[NC];
       TILE_UNROLL
@@ -435,7 +400,7 @@ struct q6_k_kernel {
       }
     }
     TILE_UNROLL
-    for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r, hsum(acc[j]));
+    for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r] = hsum(acc[j]);
   }
 };
 
@@ -484,7 +449,7 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
   _mm256_store_pd(parts, _mm256_add_pd(acc0, acc1));
   double sum = parts[0] + parts[1] + parts[2] + parts[3];
   for (; i < n; ++i) sum += static_cast<double>(x[i]) * x[i];
-  const float scale = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(n) + eps));
+  const float scale = static_cast<float>(1.0 / __builtin_sqrt(sum / static_cast<double>(n) + eps));
   const __m256 s = _mm256_set1_ps(scale);
   i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -502,7 +467,7 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
     const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, e));
     _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
   }
-  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + __builtin_expf(-gate[i])) * up[i];
 }
 
 void add(float* y, const float* x, int64_t n) {
@@ -528,7 +493,7 @@ void softmax(float* x, int64_t n) {
   }
   float sum = hsum(vsum);
   for (; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
+    x[i] = __builtin_expf(x[i] - max);
     sum += x[i];
   }
   const __m256 inv = _mm256_set1_ps(1.0f / sum);
@@ -580,8 +545,8 @@ void attention_head(const float* q, const float* const* k_rows, const float* con
 const isa_kernels& avx2_kernels() {
   static const isa_kernels k = {
       run_tiles<float_kernel<f32_loader>>,
-      packed_tiles<f16_loader>,
-      packed_tiles<bf16_loader>,
+      run_tiles<float_kernel<f16_loader>>,
+      run_tiles<float_kernel<bf16_loader>>,
       run_tiles<q4_0_kernel>,
       run_tiles<q8_0_kernel>,
       run_tiles<q4_k_kernel>,

@@ -23,15 +23,6 @@ namespace {
 
 inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
 
-// y[idx] = v, or y[idx] += v for a later slice of k.
-inline void store(const matmul_args& a, int64_t idx, float v) {
-  if (a.accumulate) {
-    a.y[idx] += v;
-  } else {
-    a.y[idx] = v;
-  }
-}
-
 // A register of 16-bit lanes: `high` where bit l of `mask` is set, else `low`.
 inline __m512i lanes16(__mmask32 mask, short low, short high) {
   return _mm512_mask_blend_epi16(mask, _mm512_set1_epi16(low), _mm512_set1_epi16(high));
@@ -76,8 +67,8 @@ struct float_kernel {
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t e = a.k0; e < a.k1; e += 16) {
-      const int64_t left = a.k1 - e;
+    for (int64_t e = 0; e < a.k; e += 16) {
+      const int64_t left = a.k - e;
       const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
       __m512 wv[NR];
       TILE_UNROLL
@@ -92,37 +83,9 @@ struct float_kernel {
     TILE_UNROLL
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
-      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, _mm512_reduce_add_ps(acc[i][j]));
+      for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
   }
 };
-
-// F16 / BF16 weights. With a pack buffer (many activation rows), the block's weight rows over
-// [k0, k1) are converted to float32 once and every activation tile runs the float32 tile on them.
-template <class L>
-void packed_tiles(const matmul_args& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
-  if (a.pack == nullptr) {
-    run_tiles<float_kernel<L>>(a, r0, r1, c0, c1);
-    return;
-  }
-  const int64_t width = a.k1 - a.k0;
-  for (int64_t r = r0; r < r1; ++r) {
-    const void* src = a.w + static_cast<size_t>(r) * a.w_row_bytes;
-    float* dst = a.pack + (r - r0) * width;
-    for (int64_t e = 0; e < width; e += 16) {
-      const int64_t left = width - e;
-      const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
-      _mm512_mask_storeu_ps(dst + e, m, L::load(src, a.k0 + e, m));
-    }
-  }
-  matmul_args p = a;
-  p.w = reinterpret_cast<const uint8_t*>(a.pack);
-  p.w_row_bytes = static_cast<size_t>(width) * sizeof(float);
-  p.k0 = 0;
-  p.k1 = width;
-  p.xf = a.xf + a.k0;
-  p.y = a.y + r0;
-  run_tiles<float_kernel<f32_loader>>(p, 0, r1 - r0, c0, c1);
-}
 
 // BF16 x BF16 with vdpbf16ps (pairs of products accumulated in float32).
 struct bf16_dot_kernel {
@@ -142,8 +105,8 @@ struct bf16_dot_kernel {
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t e = a.k0; e < a.k1; e += 32) {
-      const int64_t left = a.k1 - e;
+    for (int64_t e = 0; e < a.k; e += 32) {
+      const int64_t left = a.k - e;
       const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
       __m512bh wv[NR];
       TILE_UNROLL
@@ -158,7 +121,7 @@ struct bf16_dot_kernel {
     TILE_UNROLL
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
-      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, _mm512_reduce_add_ps(acc[i][j]));
+      for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
   }
 };
 
@@ -215,8 +178,8 @@ struct q4_0_kernel {
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
     const __m512i eight = _mm512_set1_epi8(8);
-    const int64_t nb = a.k1 / qk32;
-    int64_t b = a.k0 / qk32;
+    const int64_t nb = a.k / qk32;
+    int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
       __m512i wq[NR];
       __m512 wd[NR];
@@ -256,7 +219,7 @@ struct q4_0_kernel {
     TILE_UNROLL
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
-      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, _mm512_reduce_add_ps(acc[i][j]));
+      for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
   }
 };
 
@@ -282,8 +245,8 @@ struct q8_0_kernel {
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-    const int64_t nb = a.k1 / qk32;
-    int64_t b = a.k0 / qk32;
+    const int64_t nb = a.k / qk32;
+    int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
       __m512i wq[NR], start[NR];
       __m512 wd[NR];
@@ -325,7 +288,7 @@ struct q8_0_kernel {
     TILE_UNROLL
     for (int i = 0; i < NR; ++i)
       TILE_UNROLL
-      for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r + i, _mm512_reduce_add_ps(acc[i][j]));
+      for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r + i] = _mm512_reduce_add_ps(acc[i][j]);
   }
 };
 
@@ -377,8 +340,8 @@ struct q4_k_kernel {
     for (int j = 0; j < NC; ++j) acc[j] = _mm512_setzero_ps();
     const __m512i low_mask = _mm512_set1_epi8(0x0F);
     const __m512i nibble_shifts = lanes16(0xFFFF0000u, 0, 4);
-    const int64_t nb = a.k1 / qk256;
-    for (int64_t b = a.k0 / qk256; b < nb; ++b) {
+    const int64_t nb = a.k / qk256;
+    for (int64_t b = 0; b < nb; ++b) {
       alignas(16) uint8_t sc[8], m[8];
       unpack_q4_k_scales(w[b].scales, sc, m);
       const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
@@ -411,7 +374,7 @@ struct q4_k_kernel {
       }
     }
     TILE_UNROLL
-    for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r, _mm512_reduce_add_ps(acc[j]));
+    for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r] = _mm512_reduce_add_ps(acc[j]);
   }
 };
 
@@ -431,8 +394,8 @@ struct q6_k_kernel {
     // Top bits: elements 0-31 take qh bits 0-1, 32-63 bits 2-3, 64-95 bits 4-5, 96-127 bits 6-7.
     const __m512i left_01 = lanes16(0xFFFF0000u, 4, 2);
     const __m512i right_23 = lanes16(0xFFFF0000u, 0, 2);
-    const int64_t nb = a.k1 / qk256;
-    for (int64_t b = a.k0 / qk256; b < nb; ++b) {
+    const int64_t nb = a.k / qk256;
+    for (int64_t b = 0; b < nb; ++b) {
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
       // -32 * sc, paired with the activation sums of each 16 for the levels' -32 offset.
       const __m256i offset_scale = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
@@ -464,16 +427,16 @@ struct q6_k_kernel {
       }
     }
     TILE_UNROLL
-    for (int j = 0; j < NC; ++j) store(a, (c + j) * a.ldy + r, _mm512_reduce_add_ps(acc[j]));
+    for (int j = 0; j < NC; ++j) a.y[(c + j) * a.ldy + r] = _mm512_reduce_add_ps(acc[j]);
   }
 };
 
 isa_kernels make_kernels() {
   isa_kernels k = avx2_kernels();  // quantizers and elementwise ops
   k.tile_f32 = run_tiles<float_kernel<f32_loader>>;
-  k.tile_f16 = packed_tiles<f16_loader>;
+  k.tile_f16 = run_tiles<float_kernel<f16_loader>>;
   k.bf16_pairs = cpu().avx512_bf16;
-  k.tile_bf16 = k.bf16_pairs ? run_tiles<bf16_dot_kernel> : packed_tiles<bf16_loader>;
+  k.tile_bf16 = k.bf16_pairs ? run_tiles<bf16_dot_kernel> : run_tiles<float_kernel<bf16_loader>>;
   k.tile_q4_0 = run_tiles<q4_0_kernel>;
   k.tile_q8_0 = run_tiles<q8_0_kernel>;
   k.tile_q4_k = run_tiles<q4_k_kernel>;

@@ -38,13 +38,13 @@ void quantize_q8_256(const float* x, int64_t k, int8_t* q, float* d, int16_t* bs
   }
 }
 
-// ---- dot products of one weight row with one prepared activation row, over [k0, k1) ----
+// ---- dot products of one weight row with one prepared activation row ----
 
 float dot_f32(const matmul_args& a, int64_t r, int64_t c) {
   const auto* w = reinterpret_cast<const float*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
   const float* x = a.xf + c * a.x_stride;
   float sum = 0.0f;
-  for (int64_t i = a.k0; i < a.k1; ++i) sum += w[i] * x[i];
+  for (int64_t i = 0; i < a.k; ++i) sum += w[i] * x[i];
   return sum;
 }
 
@@ -54,16 +54,16 @@ float dot_16bit(const matmul_args& a, int64_t r, int64_t c) {
   const auto* w = reinterpret_cast<const uint16_t*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
   const float* x = a.xf + c * a.x_stride;
   float sum = 0.0f;
-  for (int64_t i = a.k0; i < a.k1; ++i) sum += to_f32(w[i]) * x[i];
+  for (int64_t i = 0; i < a.k; ++i) sum += to_f32(w[i]) * x[i];
   return sum;
 }
 
 float dot_q4_0(const matmul_args& a, int64_t r, int64_t c) {
   const auto* w = reinterpret_cast<const block_q4_0*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
-  const int8_t* x = a.xq + c * a.x_stride + a.k0;
+  const int8_t* x = a.xq + c * a.x_stride;
   const float* xd = a.xd + c * a.xd_stride;
   float sum = 0.0f;
-  for (int64_t b = a.k0 / qk32; b < a.k1 / qk32; ++b, x += qk32) {
+  for (int64_t b = 0; b < a.k / qk32; ++b, x += qk32) {
     int isum = 0;
     for (int j = 0; j < qk32 / 2; ++j) {
       isum += ((w[b].qs[j] & 0x0F) - 8) * x[j] + ((w[b].qs[j] >> 4) - 8) * x[j + 16];
@@ -75,10 +75,10 @@ float dot_q4_0(const matmul_args& a, int64_t r, int64_t c) {
 
 float dot_q8_0(const matmul_args& a, int64_t r, int64_t c) {
   const auto* w = reinterpret_cast<const block_q8_0*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
-  const int8_t* x = a.xq + c * a.x_stride + a.k0;
+  const int8_t* x = a.xq + c * a.x_stride;
   const float* xd = a.xd + c * a.xd_stride;
   float sum = 0.0f;
-  for (int64_t b = a.k0 / qk32; b < a.k1 / qk32; ++b, x += qk32) {
+  for (int64_t b = 0; b < a.k / qk32; ++b, x += qk32) {
     int isum = 0;
     for (int j = 0; j < qk32; ++j) isum += w[b].qs[j] * x[j];
     sum += static_cast<float>(isum) * (fp16_to_fp32(w[b].d) * xd[b]);
@@ -88,11 +88,11 @@ float dot_q8_0(const matmul_args& a, int64_t r, int64_t c) {
 
 float dot_q4_k(const matmul_args& a, int64_t r, int64_t c) {
   const auto* w = reinterpret_cast<const block_q4_k*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
-  const int8_t* x = a.xq + c * a.x_stride + a.k0;
+  const int8_t* x = a.xq + c * a.x_stride;
   const float* xd = a.xd + c * a.xd_stride;
-  const int16_t* bsums = a.xbsums + (c * a.xd_stride + a.k0 / qk256) * 16;
+  const int16_t* bsums = a.xbsums + c * a.xd_stride * 16;
   float sum = 0.0f;
-  for (int64_t b = a.k0 / qk256; b < a.k1 / qk256; ++b, x += qk256, bsums += 16) {
+  for (int64_t b = 0; b < a.k / qk256; ++b, x += qk256, bsums += 16) {
     int scaled = 0, mins = 0;
     for (int j = 0; j < 8; ++j) {
       int sc, m;
@@ -112,10 +112,10 @@ float dot_q4_k(const matmul_args& a, int64_t r, int64_t c) {
 
 float dot_q6_k(const matmul_args& a, int64_t r, int64_t c) {
   const auto* w = reinterpret_cast<const block_q6_k*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
-  const int8_t* x = a.xq + c * a.x_stride + a.k0;
+  const int8_t* x = a.xq + c * a.x_stride;
   const float* xd = a.xd + c * a.xd_stride;
   float sum = 0.0f;
-  for (int64_t b = a.k0 / qk256; b < a.k1 / qk256; ++b, x += qk256) {
+  for (int64_t b = 0; b < a.k / qk256; ++b, x += qk256) {
     int scaled = 0;
     for (int h = 0; h < 2; ++h) {
       const uint8_t* ql = w[b].ql + 64 * h;
@@ -142,19 +142,10 @@ float dot_q6_k(const matmul_args& a, int64_t r, int64_t c) {
   return sum;
 }
 
-// y[idx] = v, or y[idx] += v for a later slice of k.
-inline void store(const matmul_args& a, int64_t idx, float v) {
-  if (a.accumulate) {
-    a.y[idx] += v;
-  } else {
-    a.y[idx] = v;
-  }
-}
-
 template <float (*dot)(const matmul_args&, int64_t, int64_t)>
 void tile(const matmul_args& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
   for (int64_t c = c0; c < c1; ++c) {
-    for (int64_t r = r0; r < r1; ++r) store(a, c * a.ldy + r, dot(a, r, c));
+    for (int64_t r = r0; r < r1; ++r) a.y[c * a.ldy + r] = dot(a, r, c);
   }
 }
 

@@ -61,6 +61,11 @@ void matmul(const weight_view& w, const float* x, float* y, int64_t m, thread_po
   matmul(level, w, x, y, m, pool);
 }
 
+void matmul_many(const matmul_job* jobs, int n_jobs, const float* x, int64_t m, thread_pool* pool) {
+  static const isa level = best_isa();
+  matmul_many(level, jobs, n_jobs, x, m, pool);
+}
+
 void get_row(const weight_view& w, int64_t r, float* dst) {
   const auto* row = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * row_bytes(w.type, w.cols);
   dequantize_row(w.type, row, dst, w.cols);

@@ -56,6 +56,16 @@ struct weight_view {
 // activations), never a dequantised copy of W. `pool` may be null (single thread).
 void matmul(const weight_view& w, const float* x, float* y, int64_t m, thread_pool* pool);
 
+// Several products of the same activations (the q, k and v projections; gate and up): the
+// activations are prepared once per form and all outputs are computed in one pass over the
+// threads. Every weight must have the same cols, the width of x (m x cols); jobs of another width
+// are skipped. Job j's y is m x rows_j.
+struct matmul_job {
+  weight_view w;
+  float* y = nullptr;
+};
+void matmul_many(const matmul_job* jobs, int n_jobs, const float* x, int64_t m, thread_pool* pool);
+
 // Row `r` of W as floats (embedding lookup).
 void get_row(const weight_view& w, int64_t r, float* dst);
 
@@ -95,6 +105,7 @@ bool isa_supported(isa level);
 const char* isa_name(isa level);  // "scalar", "avx2", "avx512"
 
 void matmul(isa level, const weight_view& w, const float* x, float* y, int64_t m, thread_pool* pool);
+void matmul_many(isa level, const matmul_job* jobs, int n_jobs, const float* x, int64_t m, thread_pool* pool);
 void rms_norm(isa level, const float* x, const float* weight, float* y, int64_t n, float eps);
 void silu_mul(isa level, const float* gate, const float* up, float* out, int64_t n);
 void add(isa level, float* y, const float* x, int64_t n);

@@ -45,7 +45,7 @@ const std::string& need_string(const value& v, const char* what) {
 }
 
 value make_string(interpreter& in, std::string s) {
-  in.check_string_size(s.size());
+  in.charge_string(s.size());
   return value::string(std::move(s));
 }
 
@@ -346,11 +346,19 @@ std::string printf_format(const std::string& fmt, const std::vector<value>& args
       continue;
     }
     std::string spec = "%";
-    while (i < fmt.size() && std::strchr("-0+ #", fmt[i])) spec += fmt[i++];
-    while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9' && spec.size() < 12) spec += fmt[i++];
+    while (i < fmt.size() && fmt[i] != '\0' && std::strchr("-0+ #", fmt[i])) spec += fmt[i++];
+    auto take_number = [&](int most) {
+      int n = 0;
+      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') {
+        n = n * 10 + (fmt[i] - '0');
+        if (n > most) throw template_error("format width or precision above " + std::to_string(most));
+        spec += fmt[i++];
+      }
+    };
+    take_number(400);  // width (fits the snprintf buffer below)
     if (i < fmt.size() && fmt[i] == '.') {
       spec += fmt[i++];
-      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9' && spec.size() < 16) spec += fmt[i++];
+      take_number(60);  // precision
     }
     if (i >= fmt.size()) throw template_error("incomplete format");
     char conv = fmt[i];
@@ -403,7 +411,7 @@ std::string printf_format(const std::string& fmt, const std::vector<value>& args
 }
 
 // str.format with {} / {0} / {name} fields (no format specs).
-std::string brace_format(const std::string& fmt, const call_args& args) {
+std::string brace_format(interpreter& in, const std::string& fmt, const call_args& args) {
   std::string out;
   size_t auto_index = 0;
   for (size_t i = 0; i < fmt.size(); ++i) {
@@ -433,6 +441,7 @@ std::string brace_format(const std::string& fmt, const call_args& args) {
       }
       if (!v) throw template_error("format field '{" + field + "}' has no argument");
       append_string(out, *v);
+      in.check_string_size(out.size());
       i = close;
     } else if (c == '}') {
       throw template_error("single '}' encountered in format string");
@@ -496,6 +505,7 @@ value f_tojson(interpreter& in, const value& v, call_args& a) {
     f.key_separator = to_string(sep->as_list().items[1]);
   }
   f.sort_keys = arg_bool(a, 3, "sort_keys", false);
+  f.max_bytes = in.limits().max_output_bytes;
   return make_string(in, to_json(v, f));
 }
 
@@ -511,7 +521,7 @@ value f_join(interpreter& in, const value& v, call_args& a) {
     else append_string(out, item);
     in.check_string_size(out.size());
   }
-  return value::string(std::move(out));
+  return make_string(in, std::move(out));
 }
 
 value f_default(interpreter&, const value& v, call_args& a) {
@@ -797,6 +807,7 @@ value f_indent(interpreter& in, const value& v, call_args& a) {
   bool blank = arg_bool(a, 2, "blank", false);
   std::string s = to_string(v) + "\n";  // as Jinja does, so a trailing newline survives splitlines
   std::vector<value> lines = splitlines(s, false);
+  in.check_string_size(s.size() + (lines.size() + 1) * unit.size());
   std::string out;
   for (size_t i = 0; i < lines.size(); ++i) {
     const std::string& line = lines[i].as_string();
@@ -1147,7 +1158,7 @@ value m_join(interpreter& in, const value& s, call_args& a) {
     out += need_string(item, "str.join");
     in.check_string_size(out.size());
   }
-  return value::string(std::move(out));
+  return make_string(in, std::move(out));
 }
 value m_removeprefix(interpreter&, const value& s, call_args& a) {
   const value* p = arg(a, 0, "prefix");
@@ -1177,7 +1188,7 @@ bool is_alnum_char(char c) { return ascii_alpha(c) || is_digit_char(c); }
 bool is_space_char(char c) { return is_py_space(static_cast<unsigned char>(c)); }
 value m_islower(interpreter& in, const value& s, call_args& a) { return value::boolean(t_lower(in, s, a)); }
 value m_isupper(interpreter& in, const value& s, call_args& a) { return value::boolean(t_upper(in, s, a)); }
-value m_format(interpreter& in, const value& s, call_args& a) { return make_string(in, brace_format(s.as_string(), a)); }
+value m_format(interpreter& in, const value& s, call_args& a) { return make_string(in, brace_format(in, s.as_string(), a)); }
 
 value m_items(interpreter& in, const value& d, call_args& a) { return f_items(in, d, a); }
 value m_keys(interpreter& in, const value& d, call_args&) {

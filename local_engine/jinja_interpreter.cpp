@@ -161,6 +161,10 @@ void interpreter::check_string_size(size_t bytes) {
   if (bytes > limits_.max_output_bytes)
     throw template_error("string of " + std::to_string(bytes) + " bytes exceeds the output limit (" +
                          std::to_string(limits_.max_output_bytes) + " bytes)");
+}
+
+void interpreter::charge_string(size_t bytes) {
+  check_string_size(bytes);
   charge(bytes / 16);
 }
 
@@ -618,7 +622,7 @@ value interpreter::eval_slice(const slice_expr& s, const std::shared_ptr<frame>&
   }
   if (object.is_string()) {
     const std::string& str = object.as_string();
-    check_string_size(str.size());
+    charge_string(str.size());
     std::string out;
     if (is_ascii(str)) {
       slice_range r = resolve_slice(static_cast<int64_t>(str.size()), start, stop, stride);
@@ -651,7 +655,7 @@ value interpreter::eval_binary(binary_op op, const value& a, const value& b) {
       }
       if (numbers) return value::number(a.as_double() + b.as_double());
       if (a.is_string() && b.is_string()) {
-        check_string_size(a.as_string().size() + b.as_string().size());
+        charge_string(a.as_string().size() + b.as_string().size());
         return value::string(a.as_string() + b.as_string());
       }
       if (a.is_list() && b.is_list()) {
@@ -691,7 +695,7 @@ value interpreter::eval_binary(binary_op op, const value& a, const value& b) {
           if (s.empty()) return value::string("");
           if (!s.empty() && static_cast<uint64_t>(times) > limits_.max_output_bytes / s.size())
             check_string_size(limits_.max_output_bytes + 1);
-          check_string_size(s.size() * static_cast<size_t>(times));
+          charge_string(s.size() * static_cast<size_t>(times));
           std::string out;
           out.reserve(s.size() * static_cast<size_t>(times));
           for (int64_t i = 0; i < times; ++i) out += s;
@@ -726,7 +730,7 @@ value interpreter::eval_binary(binary_op op, const value& a, const value& b) {
     case binary_op::mod:
       if (a.is_string()) {
         std::string formatted = format_printf(a.as_string(), b);
-        check_string_size(formatted.size());
+        charge_string(formatted.size());
         return value::string(std::move(formatted));
       }
       if (!numbers) type_error("%", a, b);
@@ -898,6 +902,7 @@ value interpreter::eval(const expr& e, const std::shared_ptr<frame>& f) {
         append_string(out, eval(*part, f));
         check_string_size(out.size());
       }
+      charge(out.size() / 16);
       return value::string(std::move(out));
     }
     case expr_kind::cond: {

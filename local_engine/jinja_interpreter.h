@@ -60,8 +60,10 @@ class interpreter {
   bool apply_test(std::string_view name, const value& input, call_args& args);
   // Accounts for work done (elements visited, bytes built); throws once the step budget is spent.
   void charge(uint64_t steps);
-  // Throws when a string of `bytes` would exceed the output limit; charges for building it.
+  // Throws when a string of `bytes` would exceed the output limit.
   void check_string_size(size_t bytes);
+  // check_string_size, and charges for building a string of that size.
+  void charge_string(size_t bytes);
   const render_limits& limits() const { return limits_; }
   // A new namespace() object (tracked: namespaces may form reference cycles, broken after rendering).
   value new_namespace();

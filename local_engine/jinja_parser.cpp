@@ -4,6 +4,7 @@
 #include "local_engine/jinja_parser.h"
 
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <vector>
@@ -237,7 +238,13 @@ class lexer {
         for (const char* t : two)
           if (src_.compare(pos_, 2, t) == 0) op = t;
         if (op.empty()) {
-          if (!std::strchr("+-*/%~<>=.,:|()[]{}", c)) fail_at(pos_, std::string("unexpected character '") + c + "'");
+          if (c == '\0' || !std::strchr("+-*/%~<>=.,:|()[]{}", c)) {
+            unsigned char u = static_cast<unsigned char>(c);
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "0x%02x", u);
+            fail_at(pos_, u >= 0x20 && u < 0x7f ? std::string("unexpected character '") + c + "'"
+                                                : std::string("unexpected byte ") + hex);
+          }
           op = std::string(1, c);
           if (c == '(' || c == '[' || c == '{') ++depth;
           if (c == ')' || c == ']' || c == '}') {

@@ -602,6 +602,8 @@ void append_json_string(std::string& out, std::string_view s, bool ensure_ascii)
 void append_json(std::string& out, const value& v, const json_format& f, const std::string& item_sep,
                  const std::string& key_sep, int level) {
   auto newline = [&](int lvl) {
+    if (f.max_bytes && out.size() + static_cast<size_t>(lvl) * f.indent_unit.size() > f.max_bytes)
+      throw template_error("tojson output exceeds " + std::to_string(f.max_bytes) + " bytes");
     out += '\n';
     for (int k = 0; k < lvl; ++k) out += f.indent_unit;
   };

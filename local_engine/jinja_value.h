@@ -2,7 +2,8 @@
 // Values of the chat-template interpreter (a Jinja2 subset, see jinja_parser.h): Python-like None,
 // bool, int, float, str, list/tuple and insertion-ordered dict, plus Jinja's namespace(), callables
 // (macros, builtins, bound methods), loop objects and "undefined". Lists and dicts are immutable and
-// shared (copying a value is cheap); a namespace is the one mutable object. Strings are UTF-8.
+// shared (copying one copies a pointer; strings are copied); a namespace is the one mutable object.
+// Strings are UTF-8; string operations count code points as Python does.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -166,6 +167,7 @@ struct json_format {
   std::string key_separator;   // empty: ": "
   bool sort_keys = false;
   bool ensure_ascii = false;
+  size_t max_bytes = 0;  // > 0: throw template_error once the text grows past this
 };
 std::string to_json(const value& v, const json_format& format);
 

@@ -264,11 +264,24 @@ decision decide(const policy& pol, const request_facts& req, const std::vector<c
   if (!d.redact_types.empty()) r += "; redacted " + join(d.redact_types);
   if (budget_out) r += "; " + req.budget_detail + " exhausted: local fallback";
   else if (req.budget == budget_state::soft_exceeded) r += "; over the " + req.budget_detail + " (soft)";
+  // Skipped targets with their reasons; disabled ones (usually a missing API key, said at start)
+  // only by name, so the reason stays short.
   std::vector<std::string> skipped;
-  for (const auto& v : d.verdicts)
-    if (!v.eligible && !v.why_not.empty()) skipped.push_back(v.name + " " + v.why_not);
-    else if (v.unhealthy) skipped.push_back(v.name + " unhealthy (last)");
+  std::vector<std::pair<std::string, std::vector<std::string>>> disabled;  // reason -> targets
+  for (const auto& v : d.verdicts) {
+    if (!v.eligible && v.why_not.rfind("disabled", 0) == 0) {
+      std::string why = v.why_not.size() > 10 ? v.why_not.substr(10) : "";
+      auto it = std::find_if(disabled.begin(), disabled.end(), [&](const auto& g) { return g.first == why; });
+      if (it == disabled.end()) disabled.push_back({why, {v.name}});
+      else it->second.push_back(v.name);
+    } else if (!v.eligible && !v.why_not.empty()) {
+      skipped.push_back(v.name + " " + v.why_not);
+    } else if (v.unhealthy) {
+      skipped.push_back(v.name + " unhealthy (last)");
+    }
+  }
   if (!skipped.empty()) r += "; skipped " + join(skipped);
+  for (const auto& [why, names] : disabled) r += "; disabled " + join(names) + (why.empty() ? "" : " (" + why + ")");
   d.reason = std::move(r);
   return d;
 }

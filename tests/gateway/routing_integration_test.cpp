@@ -230,3 +230,16 @@ TEST(routing, explain_and_serve_agree) {
     EXPECT_EQ(ex["reason"].get<std::string>().substr(0, 512), served.header("x-tollgate-reason")) << body;
   }
 }
+
+TEST(routing, adaptive_calibration_takes_over_after_enough_traffic) {
+  fake_upstream ext, loc;
+  gateway_harness gw(config(ext, loc,
+                            "routing:\n  complexity: {adaptive: true, adaptive_window: 20, adaptive_min_samples: 10, "
+                            "strong_share: 0.5}\n"));
+  std::string first = http_request(gw.port(), "/v1/chat/completions", chat("auto", "hi"), app).header("x-tollgate-reason");
+  EXPECT_NE(first.find("(calibrated)"), std::string::npos) << first;
+  for (int i = 0; i < 12; ++i)
+    http_request(gw.port(), "/v1/chat/completions", chat("auto", "question number " + std::to_string(i)), app);
+  std::string later = http_request(gw.port(), "/v1/chat/completions", chat("auto", "hi"), app).header("x-tollgate-reason");
+  EXPECT_NE(later.find("(adaptive)"), std::string::npos) << later;
+}

@@ -179,6 +179,36 @@ TEST_P(KernelsMatmul, ZeroActivationsGiveZero) {
   }
 }
 
+// matmul_many: several weights (here every type, so every activation form, some sharing one)
+// over the same activations give exactly what one matmul each gives; a job of another width is
+// skipped and its output left alone.
+TEST_P(KernelsMatmul, ManyEqualsOneByOne) {
+  const isa level = GetParam();
+  thread_pool pool(2);
+  const int64_t k = 768, m = 5;
+  const auto x = make_activations(m, k, 8);
+  std::vector<test_weights> ws;
+  int64_t seed = 40;
+  for (dtype t : weight_types) ws.push_back(make_weights(t, 37 + seed % 5, k, static_cast<uint64_t>(seed++)));
+  ws.push_back(make_weights(dtype::Q4_K, 64, k, 77));  // a second weight of an already prepared form
+  const test_weights narrow = make_weights(dtype::Q8_0, 8, 256, 78);
+  std::vector<std::vector<float>> ys(ws.size());
+  std::vector<matmul_job> jobs;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    ys[i].assign(static_cast<size_t>(m * ws[i].rows), -7.0f);
+    jobs.push_back({ws[i].view(), ys[i].data()});
+  }
+  std::vector<float> y_narrow(static_cast<size_t>(m * 8), -7.0f);
+  jobs.push_back({narrow.view(), y_narrow.data()});
+  matmul_many(level, jobs.data(), static_cast<int>(jobs.size()), x.data(), m, &pool);
+  for (size_t i = 0; i < ws.size(); ++i) {
+    std::vector<float> one(ys[i].size());
+    matmul(level, ws[i].view(), x.data(), one.data(), m, nullptr);
+    EXPECT_EQ(ys[i], one) << dtype_name(ws[i].type);
+  }
+  for (float v : y_narrow) ASSERT_EQ(v, -7.0f);
+}
+
 INSTANTIATE_TEST_SUITE_P(Levels, KernelsMatmul, testing::Values(isa::scalar, isa::avx2, isa::avx512),
                          [](const testing::TestParamInfo<isa>& info) { return std::string(isa_name(info.param)); });
 

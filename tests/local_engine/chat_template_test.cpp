@@ -468,6 +468,8 @@ TEST(JinjaErrors, ParseErrorsNameLineAndColumn) {
   EXPECT_EQ(eval("{# never closed"), "PARSE ERROR: line 1, column 1: unclosed comment (missing '#}')");
   EXPECT_EQ(eval("{% break %}"), "PARSE ERROR: line 1, column 4: 'break' outside of a loop");
   EXPECT_EQ(eval("{{ a ] }}"), "PARSE ERROR: line 1, column 6: unexpected ']'");
+  EXPECT_EQ(eval(std::string("{{ a \x01 }}")), "PARSE ERROR: line 1, column 6: unexpected byte 0x01");
+  EXPECT_EQ(eval(std::string("{{ a \0 }}", 9)), "PARSE ERROR: line 1, column 6: unexpected byte 0x00");
 }
 
 TEST(JinjaErrors, UnknownFilterInsideIfFailsOnlyWhenRun) {
@@ -521,6 +523,13 @@ TEST(JinjaLimits, RecursionOutputAndSizeLimits) {
   EXPECT_CONTAINS(eval("{{ 'x' * 1000000000000 }}"), "exceeds the output limit");
   EXPECT_CONTAINS(eval("{{ range(100000000) | length }}"), "range() longer than 1048576 items");
   EXPECT_CONTAINS(eval("{{ [0] * 100000000 }}"), "list repetition longer than");
+  // Amplifying filters check sizes before building: deep tojson indentation, indent, format widths.
+  EXPECT_CONTAINS(eval("{% set ns = namespace(v=range(100000) | list) %}{% for i in range(200) %}{% set ns.v = [ns.v] %}"
+                       "{% endfor %}{{ ns.v | tojson(indent=200) }}"),
+                  "tojson output exceeds");
+  EXPECT_CONTAINS(eval("{{ ('a\n' * 4000000) | indent(200) }}"), "exceeds the output limit");
+  EXPECT_EQ(eval("{{ '%999999999s' % 'x' }}"), "ERROR: line 1: format width or precision above 400");
+  EXPECT_CONTAINS(eval("{{ ('{0}' * 1000000).format('x' * 1000) }}"), "exceeds the output limit");
   gw::local_engine::jinja::render_limits tiny;
   tiny.max_output_bytes = 10;
   EXPECT_CONTAINS(eval_limited("{% for i in range(20) %}x{% endfor %}", tiny), "output exceeds the limit of 10 bytes");
@@ -804,6 +813,22 @@ TEST(ChatTemplateTools, Llama31ToolsInFirstUserMessage) {
                 "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}<|eot_id|>"
                 // The template tojson()s any iterable tool content, strings included.
                 "<|start_header_id|>ipython<|end_header_id|>\n\n\"18 degrees C, sunny\"<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+TEST(ChatTemplateTools, Llama31ToolsInSystemMessage) {
+  render_request r{tool_conversation(), weather_tools(), "<|begin_of_text|>", "<|eot_id|>"};
+  r.extra = {{"tools_in_user_message", false}};
+  r.messages = ojson::array({r.messages[0], r.messages[1]});  // system + user only
+  EXPECT_EQ(render_file("meta-llama-Llama-3.1-8B-Instruct.jinja", r),
+            std::string("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+                        "Environment: ipython\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+                        "You have access to the following functions. To call a function, please respond with JSON for a "
+                        "function call.Respond in the format {\"name\": function name, \"parameters\": dictionary of "
+                        "argument name and its value}.Do not use variables.\n\n") +
+                kToolJsonIndent4 +
+                "\n\nYou are a helpful assistant.<|eot_id|>"
+                "<|start_header_id|>user<|end_header_id|>\n\nWhat's the weather in Paris?<|eot_id|>"
                 "<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
