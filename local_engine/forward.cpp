@@ -213,9 +213,9 @@ bool forward_pass::run(std::span<const seq_batch> seqs, std::vector<float>& logi
     for_rows(n_rows, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) kernels::rms_norm(x + r * E, w.attn_norm, xn + r * E, E, eps);
     });
-    kernels::matmul(w.wq, xn, q, n_rows, &pool_);
-    kernels::matmul(w.wk, xn, k, n_rows, &pool_);
-    kernels::matmul(w.wv, xn, v, n_rows, &pool_);
+    // q, k and v share one activation quantization and one pass over the thread pool.
+    const kernels::matmul_job qkv[3] = {{w.wq, q}, {w.wk, k}, {w.wv, v}};
+    kernels::matmul_many(qkv, 3, xn, n_rows, &pool_);
 
     // Biases, RoPE, and K/V into the cache.
     for_rows(n_rows, [&](int64_t r0, int64_t r1) {
@@ -260,8 +260,8 @@ bool forward_pass::run(std::span<const seq_batch> seqs, std::vector<float>& logi
       }
     });
 
-    kernels::matmul(w.w_gate, xn, gate, n_rows, &pool_);
-    kernels::matmul(w.w_up, xn, up, n_rows, &pool_);
+    const kernels::matmul_job gate_up[2] = {{w.w_gate, gate}, {w.w_up, up}};
+    kernels::matmul_many(gate_up, 2, xn, n_rows, &pool_);
     for_rows(n_rows, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) kernels::silu_mul(gate + r * F, up + r * F, gate + r * F, F);
     });
