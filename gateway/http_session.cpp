@@ -22,6 +22,7 @@
 #include "gateway/reports.h"
 #include "ledger/ledger.h"
 #include "gateway/routing.h"
+#include "local_engine/engine.h"
 #include "providers/usage.h"
 
 namespace gw::gateway {
@@ -732,9 +733,19 @@ class http_session final : public session_base,
     auto cfg = app_.cfg();
     auto now = providers::target_health::clock::now();
     std::vector<metrics::target_gauge> gauges;
+    auto local = app_.local();
     for (const auto& [name, spec] : cfg->targets) {
       auto h = app_.health.get(name);
-      gauges.push_back({name, spec.enabled, h->breaker_open(now), h->in_flight(), h->trips()});
+      metrics::target_gauge g{name, spec.enabled, h->breaker_open(now), h->in_flight(), h->trips()};
+      if (auto m = local ? local->find(name) : nullptr) {
+        auto st = m->engine().current();
+        g.local_engine = true;
+        g.engine_running = st.running;
+        g.engine_queued = st.queued;
+        g.kv_pages_free = st.kv_pages_free;
+        g.kv_pages_total = st.kv_pages_total;
+      }
+      gauges.push_back(g);
     }
     http::response<http::string_body> res{http::status::ok, 11};
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

@@ -244,6 +244,19 @@ std::string metrics::render(const std::vector<target_gauge>& targets) const {
   out += "# HELP tollgate_target_circuit_trips_total Times the target's circuit breaker opened.\n# TYPE tollgate_target_circuit_trips_total counter\n";
   for (const auto& t : targets)
     out += "tollgate_target_circuit_trips_total{target=\"" + escape(t.name) + "\"} " + std::to_string(t.trips) + "\n";
+  auto engine_gauge = [&](const char* name, const char* help, auto field) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n";
+    for (const auto& t : targets)
+      if (t.local_engine) out += std::string(name) + "{target=\"" + escape(t.name) + "\"} " + std::to_string(field(t)) + "\n";
+  };
+  engine_gauge("tollgate_engine_running", "Requests the local engine is prefilling or generating.",
+               [](const target_gauge& t) { return t.engine_running; });
+  engine_gauge("tollgate_engine_queued", "Requests waiting for the local engine.",
+               [](const target_gauge& t) { return t.engine_queued; });
+  engine_gauge("tollgate_engine_kv_pages_free", "KV-cache pages a new request can use (free + cached prefixes).",
+               [](const target_gauge& t) { return t.kv_pages_free; });
+  engine_gauge("tollgate_engine_kv_pages_total", "KV-cache pages of the local engine.",
+               [](const target_gauge& t) { return t.kv_pages_total; });
   return out;
 }
 

@@ -48,6 +48,10 @@ class metrics {
     bool circuit_open = false;
     int in_flight = 0;
     std::uint64_t trips = 0;
+    // kind: local targets whose model is loaded: the engine's scheduler state.
+    bool local_engine = false;
+    int engine_running = 0, engine_queued = 0;
+    std::int64_t kv_pages_free = 0, kv_pages_total = 0;
   };
   // Prometheus text format 0.0.4.
   std::string render(const std::vector<target_gauge>& targets) const;

@@ -145,3 +145,50 @@ TEST(local_target, stories15m_tells_a_story) {
   EXPECT_EQ(json::parse(r.body)["choices"][0]["text"].get<std::string>().rfind(", there was a little girl named Lily.", 0), 0u)
       << r.body;
 }
+
+namespace {
+// The value of an unlabelled-by-anything-but-target gauge line in /metrics ("name{target=\"t\"} v").
+long metric(std::uint16_t port, const std::string& name, const std::string& target) {
+  auto body = http_request(port, "/metrics", "", {.method = "GET"}).body;
+  const std::string key = name + "{target=\"" + target + "\"} ";
+  auto at = body.find(key);
+  return at == std::string::npos ? -1 : std::stol(body.substr(at + key.size()));
+}
+}  // namespace
+
+TEST(local_target, a_client_that_goes_away_cancels_its_generation_and_frees_the_cache) {
+  // stories15M: slow enough (~1-3 ms per token) that 240 tokens outlast the client.
+  const auto model = stories_model();
+  if (!std::filesystem::exists(model)) {
+    if (std::getenv("CI") && std::string(std::getenv("CI")) == "true")
+      FAIL() << model << " is missing: run scripts/setup.sh and scripts/models.sh";
+    GTEST_SKIP() << model << " not found (scripts/setup.sh && scripts/models.sh)";
+  }
+  gateway_harness gw(local_config(model));
+  const long total = metric(gw.port(), "tollgate_engine_kv_pages_total", "loc");
+  ASSERT_GT(total, 0);
+  EXPECT_EQ(metric(gw.port(), "tollgate_engine_kv_pages_free", "loc"), total);
+  {
+    // ignore_eos + a long max_tokens: the engine would generate for a while; read the head, then leave.
+    test_connection c(gw.port());
+    auto head = c.request_partial("/v1/completions",
+                                  R"({"model":"tiny","prompt":"a b c","max_tokens":240,"ignore_eos":true,"stream":true})", 1);
+    ASSERT_EQ(head.status, 200);
+    c.close();
+  }
+  // Cancelled at the engine's next step: nothing running, every page usable again.
+  EXPECT_TRUE(wait_until([&] { return metric(gw.port(), "tollgate_engine_running", "loc") == 0; }));
+  EXPECT_TRUE(wait_until([&] { return metric(gw.port(), "tollgate_engine_kv_pages_free", "loc") == total; }));
+  // The ledger bills what was generated before the client left (/metrics calls are recorded too).
+  const gw::ledger::request_record* cut = nullptr;
+  wait_until([&] {
+    static std::vector<gw::ledger::request_record> recs;
+    recs = gw.records();
+    for (const auto& r : recs)
+      if (r.endpoint == "/v1/completions") cut = &r;
+    return cut != nullptr;
+  });
+  ASSERT_NE(cut, nullptr);
+  EXPECT_EQ(cut->status, 499);
+  EXPECT_LT(cut->completion_tokens, 240);
+}
