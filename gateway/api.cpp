@@ -107,35 +107,4 @@ std::optional<std::string> model_body(const config& cfg, std::string_view id) {
   return std::nullopt;
 }
 
-std::string private_data_types(const nlohmann::ordered_json& body) {
-  std::set<std::string_view> types;
-  auto scan = [&](const nlohmann::ordered_json& v) {
-    if (v.is_string()) {
-      for (const auto& m : policies::detect_pii(v.get_ref<const std::string&>())) types.insert(policies::to_string(m.type));
-    } else if (v.is_array()) {
-      for (const auto& part : v) {
-        if (part.is_string()) {
-          for (const auto& m : policies::detect_pii(part.get_ref<const std::string&>())) types.insert(policies::to_string(m.type));
-        } else if (part.is_object()) {
-          auto t = part.find("text");
-          if (t != part.end() && t->is_string())
-            for (const auto& m : policies::detect_pii(t->get_ref<const std::string&>())) types.insert(policies::to_string(m.type));
-        }
-      }
-    }
-  };
-  if (auto msgs = body.find("messages"); msgs != body.end() && msgs->is_array())
-    for (const auto& m : *msgs)
-      if (m.is_object())
-        if (auto c = m.find("content"); c != m.end()) scan(*c);
-  if (auto p = body.find("prompt"); p != body.end()) scan(*p);
-  if (auto in = body.find("input"); in != body.end()) scan(*in);
-  std::string out;
-  for (auto t : types) {
-    if (!out.empty()) out += ", ";
-    out += t;
-  }
-  return out;
-}
-
 }  // namespace gw::gateway

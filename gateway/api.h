@@ -30,12 +30,6 @@ struct model_request {
 std::variant<model_request, api_error> parse_model_request(model_endpoint endpoint,
                                                            std::string_view body);
 
-// The kinds of private data (policies/privacy.h) in the request's text — chat message contents
-// (strings or text parts), a completion prompt, an embedding input — as a sorted, de-duplicated,
-// comma-separated list of type names ("CREDIT_CARD, EMAIL_ADDRESS"); "" when none. Values never
-// leave this function.
-std::string private_data_types(const nlohmann::ordered_json& body);
-
 // GET /v1/models: the configured aliases (the "*" catch-all is not listed).
 std::string models_body(const config& cfg);
 // GET /v1/models/{id}: the alias as a model object; nullopt when it is not configured.

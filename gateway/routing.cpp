@@ -78,19 +78,6 @@ void for_each_text(Json& body, Fn&& fn) {
   if (auto in = body.find("input"); in != body.end()) visit(*in);
 }
 
-struct found_span {
-  std::string type;
-  std::size_t start, end;
-};
-
-std::vector<found_span> detect_all(const config& cfg, std::string_view text) {
-  std::vector<found_span> out;
-  for (const auto& m : policies::detect_pii(text)) out.push_back({std::string(policies::to_string(m.type)), m.start, m.end});
-  if (cfg.routing.detectors)
-    for (const auto& m : cfg.routing.detectors->scan(text)) out.push_back({std::string(m.type), m.start, m.end});
-  return out;
-}
-
 struct client_options {
   std::optional<policies::pusd_t> max_cost;
   std::optional<int> min_tier;
@@ -154,6 +141,15 @@ policies::trust_level trust_of(const std::string& t) {
 
 }  // namespace
 
+std::vector<private_match> find_private_data(const config& cfg, std::string_view text) {
+  std::vector<private_match> out;
+  for (const auto& m : policies::detect_pii(text)) out.push_back({std::string(policies::to_string(m.type)), m.start, m.end});
+  if (cfg.routing.detectors)
+    for (const auto& m : cfg.routing.detectors->scan(text)) out.push_back({std::string(m.type), m.start, m.end});
+  std::stable_sort(out.begin(), out.end(), [](const private_match& a, const private_match& b) { return a.start < b.start; });
+  return out;
+}
+
 std::string conversation_id(const nlohmann::ordered_json& body,
                             const std::vector<std::pair<std::string, std::string>>& headers) {
   for (const auto& [n, v] : headers)
@@ -212,7 +208,7 @@ routing_result route_request(const config& cfg, const model_alias& alias, const 
   // Privacy: types and counts only.
   std::map<std::string, int> counts;
   for_each_text(body, [&](const std::string& s) {
-    for (const auto& m : detect_all(cfg, s)) ++counts[m.type];
+    for (const auto& m : find_private_data(cfg, s)) ++counts[m.type];
   });
   for (const auto& [t, n] : counts) {
     f.entities.push_back(t);
@@ -273,7 +269,7 @@ policies::redaction_map prepare_upstream_body(const config& cfg, const routing_r
   const auto& types = r.decision.redact_types;
   if (types.empty()) return map;
   for_each_text(body, [&](std::string& s) {
-    std::vector<found_span> found = detect_all(cfg, s);
+    std::vector<private_match> found = find_private_data(cfg, s);
     std::vector<policies::span_to_redact> spans;
     for (const auto& m : found)
       if (std::find(types.begin(), types.end(), m.type) != types.end()) spans.push_back({m.type, m.start, m.end});

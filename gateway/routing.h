@@ -63,6 +63,14 @@ struct routing_result {
   const model_alias* alias = nullptr;
 };
 
+// Every private-data match in `text`: the built-in detectors plus the config's custom ones, ordered
+// by start (type name, UTF-8 byte offsets).
+struct private_match {
+  std::string type;
+  std::size_t start = 0, end = 0;
+};
+std::vector<private_match> find_private_data(const config& cfg, std::string_view text);
+
 // The conversation id a request carries (header first, then the body's `user`).
 std::string conversation_id(const nlohmann::ordered_json& body,
                             const std::vector<std::pair<std::string, std::string>>& headers);

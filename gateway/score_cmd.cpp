@@ -44,16 +44,7 @@ nlohmann::ordered_json matches(const config& cfg, const nlohmann::json& req) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (std::size_t i = 0; i < view.messages.size(); ++i) {
     const std::string& content = view.messages[i].second;
-    struct hit {
-      std::string type;
-      std::size_t start, end;
-    };
-    std::vector<hit> hits;
-    for (const auto& m : policies::detect_pii(content)) hits.push_back({std::string(policies::to_string(m.type)), m.start, m.end});
-    if (cfg.routing.detectors)
-      for (const auto& m : cfg.routing.detectors->scan(content)) hits.push_back({std::string(m.type), m.start, m.end});
-    std::stable_sort(hits.begin(), hits.end(), [](const hit& a, const hit& b) { return a.start < b.start; });
-    for (const auto& h : hits)
+    for (const auto& h : find_private_data(cfg, content))
       out.push_back({{"type", h.type},
                      {"text", content.substr(h.start, h.end - h.start)},
                      {"message", i},
