@@ -298,9 +298,7 @@ api_error decision_error(const routing_result& r, const std::string& model, int 
           std::nullopt, "privacy_blocked");
     case policies::outcome::rule_blocked:
       return api_error::invalid_request("Request blocked by routing rule `" + d.rule + "`" +
-                                            (d.reason.find(": ") != std::string::npos
-                                                 ? ": " + d.reason.substr(d.reason.find(": ") + 2)
-                                                 : std::string()) + ".",
+                                            (d.block_message.empty() ? std::string() : ": " + d.block_message) + ".",
                                         std::nullopt, "blocked_by_policy");
     case policies::outcome::budget_exceeded:
       return api_error{429, "insufficient_quota", "The " + r.facts.budget_detail + " is exhausted.", std::nullopt,

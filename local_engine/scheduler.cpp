@@ -189,6 +189,7 @@ void scheduler::impl::loop() {
     }
     if (!cancelled.empty()) process_cancels(std::move(cancelled));
     admit();
+    publish_stats();  // admissions are visible before the step's callbacks run
     if (!running.empty()) step();
     publish_stats();
   }

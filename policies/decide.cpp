@@ -122,6 +122,7 @@ decision decide(const policy& pol, const request_facts& req, const std::vector<c
     d.route = "rule:" + r.name;
     if (r.action == rule::kind::block) {
       d.result = outcome::rule_blocked;
+      d.block_message = r.message;
       d.reason = "blocked by rule " + r.name + (r.message.empty() ? "" : ": " + r.message);
       return d;
     }

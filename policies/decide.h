@@ -126,6 +126,7 @@ struct decision {
   std::string route;                 // short label: "rule:<name>", "auto", "<alias>", "budget:local"
   std::string reason;                // human-readable why
   std::string rule;                  // the rule that matched, if any
+  std::string block_message;         // rule_blocked: the rule's message for the client
   int needed_tier = 1;
   bool private_data = false;                // external targets were excluded
   std::vector<std::string> redact_types;    // redact these before forwarding (plan has an external target)

@@ -277,7 +277,13 @@ TEST(scheduler, a_full_queue_refuses_with_a_retry_hint_and_queued_requests_can_b
   ASSERT_TRUE(r.open(models_dir(shared) / "tiny-llama.F32.gguf", options, 28 * 16));
   collector a;
   std::atomic<bool> started{false};
-  a.also = [&](const token_output&) { started = true; };
+  // Each of the first request's tokens takes a little while (the callback runs on the scheduler
+  // thread), so it is still running while the queue is examined: on a fast or idle machine the tiny
+  // model would otherwise finish all 400 tokens first and free the pages early.
+  a.also = [&](const token_output&) {
+    started = true;
+    std::this_thread::sleep_for(2ms);
+  };
   const uint64_t id_a = r.submit(greedy_request(refs[1].tokens, 400), a);
   for (int i = 0; i < 2000 && !started; ++i) std::this_thread::sleep_for(5ms);
   ASSERT_TRUE(started);
