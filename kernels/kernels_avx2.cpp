@@ -109,16 +109,19 @@ void quantize_q8_256(const float* x, int64_t k, int8_t* q, float* d, int16_t* bs
 
 // Loads 8 weights / activations of each float format as float32.
 struct f32_loader {
+  static constexpr int bytes = 4;
   static __m256 load(const void* p, int64_t i) { return _mm256_loadu_ps(static_cast<const float*>(p) + i); }
   static float scalar(const void* p, int64_t i) { return static_cast<const float*>(p)[i]; }
 };
 struct f16_loader {
+  static constexpr int bytes = 2;
   static __m256 load(const void* p, int64_t i) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
   }
   static float scalar(const void* p, int64_t i) { return half_to_float(static_cast<const uint16_t*>(p)[i]); }
 };
 struct bf16_loader {
+  static constexpr int bytes = 2;
   static __m256 load(const void* p, int64_t i) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -135,10 +138,31 @@ struct bf16_loader {
 template <class L>
 struct float_kernel {
   static constexpr int C = 4;
-  static constexpr int rows_for(int nc) { return nc == 1 ? 4 : 2; }
+  static constexpr int rows_for(int nc) { return nc == 1 ? 1 : 2; }
+
+  // One weight row times one activation row: 32 elements per step on four accumulators.
+  static void row_dot(const matmul_args& a, int64_t r, int64_t c) {
+    const auto* w = a.w + static_cast<size_t>(r) * a.w_row_bytes;
+    const float* x = a.xf + c * a.x_stride;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t e = 0;
+    for (; e + 32 <= a.k; e += 32) {
+      prefetch_weights<1, 32 * L::bytes>(w + e * L::bytes);
+      TILE_UNROLL
+      for (int u = 0; u < 4; ++u) acc[u] = _mm256_fmadd_ps(L::load(w, e + 8 * u), _mm256_loadu_ps(x + e + 8 * u), acc[u]);
+    }
+    for (; e + 8 <= a.k; e += 8) acc[0] = _mm256_fmadd_ps(L::load(w, e), _mm256_loadu_ps(x + e), acc[0]);
+    float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; e < a.k; ++e) sum += L::scalar(w, e) * x[e];
+    a.y[c * a.ldy + r] = sum;
+  }
 
   template <int NR, int NC>
   static void micro(const matmul_args& a, int64_t r, int64_t c) {
+    if constexpr (NR == 1 && NC == 1) {
+      row_dot(a, r, c);
+      return;
+    }
     const void* w[NR];
     const float* x[NC];
     TILE_UNROLL
@@ -152,6 +176,8 @@ struct float_kernel {
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm256_setzero_ps();
     const int64_t k8 = a.k / 8 * 8;
     for (int64_t e = 0; e < k8; e += 8) {
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) prefetch_weights<NR, 8 * L::bytes>(static_cast<const uint8_t*>(w[i]) + e * L::bytes);
       __m256 wv[NR];
       TILE_UNROLL
       for (int i = 0; i < NR; ++i) wv[i] = L::load(w[i], e);
@@ -178,7 +204,7 @@ struct float_kernel {
 
 struct q4_0_kernel {
   static constexpr int C = 4;
-  static constexpr int rows_for(int nc) { return nc == 1 ? 4 : 2; }
+  static constexpr int rows_for(int nc) { return nc == 1 ? 1 : 2; }
 
   template <int NR, int NC>
   static void micro(const matmul_args& a, int64_t r, int64_t c) {
@@ -193,6 +219,8 @@ struct q4_0_kernel {
     const __m256i eight = _mm256_set1_epi8(8);
     const int64_t nb = a.k / qk32;
     for (int64_t b = 0; b < nb; ++b) {
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) prefetch_weights<NR, sizeof(block_q4_0)>(w[i] + b);
       __m256i wq[NR], wabs[NR];
       float wd[NR];
       TILE_UNROLL
@@ -221,7 +249,7 @@ struct q4_0_kernel {
 
 struct q8_0_kernel {
   static constexpr int C = 4;
-  static constexpr int rows_for(int nc) { return nc == 1 ? 4 : 2; }
+  static constexpr int rows_for(int nc) { return nc == 1 ? 1 : 2; }
 
   template <int NR, int NC>
   static void micro(const matmul_args& a, int64_t r, int64_t c) {
@@ -235,6 +263,8 @@ struct q8_0_kernel {
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm256_setzero_ps();
     const int64_t nb = a.k / qk32;
     for (int64_t b = 0; b < nb; ++b) {
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) prefetch_weights<NR, sizeof(block_q8_0)>(w[i] + b);
       __m256i wq[NR], wabs[NR];
       float wd[NR];
       TILE_UNROLL
@@ -291,6 +321,7 @@ struct q4_k_kernel {
     for (int j = 0; j < NC; ++j) acc[j] = _mm256_setzero_ps();
     const int64_t nb = a.k / qk256;
     for (int64_t b = 0; b < nb; ++b) {
+      prefetch_weights<1, sizeof(block_q4_k)>(w + b);
       alignas(16) uint8_t sc[8], m[8];
       unpack_q4_k_scales(w[b].scales, sc, m);
       // Mins paired with the 16-element sums: m0 m0 m1 m1 ... m7 m7.
@@ -347,6 +378,7 @@ struct q6_k_kernel {
     for (int j = 0; j < NC; ++j) acc[j] = _mm256_setzero_ps();
     const int64_t nb = a.k / qk256;
     for (int64_t b = 0; b < nb; ++b) {
+      prefetch_weights<1, sizeof(block_q6_k)>(w + b);
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
       __m256i isum[NC];
       TILE_UNROLL

@@ -32,16 +32,19 @@ inline __m512i lanes16(__mmask32 mask, short low, short high) {
 
 // 16 weights / activations (fewer at the end of a row, the rest zero) as float32.
 struct f32_loader {
+  static constexpr int bytes = 4;
   static __m512 load(const void* p, int64_t i, __mmask16 m) {
     return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
   }
 };
 struct f16_loader {
+  static constexpr int bytes = 2;
   static __m512 load(const void* p, int64_t i, __mmask16 m) {
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i));
   }
 };
 struct bf16_loader {
+  static constexpr int bytes = 2;
   static __m512 load(const void* p, int64_t i, __mmask16 m) {
     const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -52,10 +55,34 @@ struct bf16_loader {
 template <class L>
 struct float_kernel {
   static constexpr int C = 4;
-  static constexpr int rows_for(int) { return 4; }
+  static constexpr int rows_for(int nc) { return nc == 1 ? 1 : 4; }
+
+  // One weight row times one activation row: 64 elements per step on four accumulators.
+  static void row_dot(const matmul_args& a, int64_t r, int64_t c) {
+    const auto* w = a.w + static_cast<size_t>(r) * a.w_row_bytes;
+    const float* x = a.xf + c * a.x_stride;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t e = 0;
+    for (; e + 64 <= a.k; e += 64) {
+      prefetch_weights<1, 64 * L::bytes>(w + e * L::bytes);
+      TILE_UNROLL
+      for (int u = 0; u < 4; ++u)
+        acc[u] = _mm512_fmadd_ps(L::load(w, e + 16 * u, 0xFFFF), _mm512_loadu_ps(x + e + 16 * u), acc[u]);
+    }
+    for (; e < a.k; e += 16) {
+      const int64_t left = a.k - e;
+      const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+      acc[0] = _mm512_fmadd_ps(L::load(w, e, m), _mm512_maskz_loadu_ps(m, x + e), acc[0]);
+    }
+    a.y[c * a.ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+  }
 
   template <int NR, int NC>
   static void micro(const matmul_args& a, int64_t r, int64_t c) {
+    if constexpr (NR == 1 && NC == 1) {
+      row_dot(a, r, c);
+      return;
+    }
     const void* w[NR];
     const float* x[NC];
     TILE_UNROLL
@@ -68,6 +95,8 @@ struct float_kernel {
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
     for (int64_t e = 0; e < a.k; e += 16) {
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) prefetch_weights<NR, 16 * L::bytes>(static_cast<const uint8_t*>(w[i]) + e * L::bytes);
       const int64_t left = a.k - e;
       const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
       __m512 wv[NR];
@@ -90,10 +119,36 @@ struct float_kernel {
 // BF16 x BF16 with vdpbf16ps (pairs of products accumulated in float32).
 struct bf16_dot_kernel {
   static constexpr int C = 4;
-  static constexpr int rows_for(int) { return 4; }
+  static constexpr int rows_for(int nc) { return nc == 1 ? 1 : 4; }
+
+  // One weight row times one activation row: 128 elements per step on four accumulators.
+  static void row_dot(const matmul_args& a, int64_t r, int64_t c) {
+    const auto* w = reinterpret_cast<const uint16_t*>(a.w + static_cast<size_t>(r) * a.w_row_bytes);
+    const uint16_t* x = a.xh + c * a.x_stride;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t e = 0;
+    for (; e + 128 <= a.k; e += 128) {
+      prefetch_weights<1, 256>(w + e);
+      TILE_UNROLL
+      for (int u = 0; u < 4; ++u)
+        acc[u] = _mm512_dpbf16_ps(acc[u], (__m512bh)_mm512_loadu_si512(w + e + 32 * u),
+                                  (__m512bh)_mm512_loadu_si512(x + e + 32 * u));
+    }
+    for (; e < a.k; e += 32) {
+      const int64_t left = a.k - e;
+      const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
+      acc[0] = _mm512_dpbf16_ps(acc[0], (__m512bh)_mm512_maskz_loadu_epi16(m, w + e),
+                                (__m512bh)_mm512_maskz_loadu_epi16(m, x + e));
+    }
+    a.y[c * a.ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+  }
 
   template <int NR, int NC>
   static void micro(const matmul_args& a, int64_t r, int64_t c) {
+    if constexpr (NR == 1 && NC == 1) {
+      row_dot(a, r, c);
+      return;
+    }
     const uint16_t* w[NR];
     const uint16_t* x[NC];
     TILE_UNROLL
@@ -106,6 +161,8 @@ struct bf16_dot_kernel {
       TILE_UNROLL
       for (int j = 0; j < NC; ++j) acc[i][j] = _mm512_setzero_ps();
     for (int64_t e = 0; e < a.k; e += 32) {
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) prefetch_weights<NR, 64>(w[i] + e);
       const int64_t left = a.k - e;
       const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << left) - 1);
       __m512bh wv[NR];
@@ -143,7 +200,7 @@ inline __m128 float_pair(const float* p) {
 
 struct q4_0_kernel {
   static constexpr int C = 4;
-  static constexpr int rows_for(int nc) { return nc == 1 ? 4 : 3; }
+  static constexpr int rows_for(int nc) { return nc == 1 ? 1 : 3; }
 
   // The 32 nibbles of a block as bytes in element order (low nibbles, then high), for two blocks.
   static __m512i unpack_pair(const block_q4_0* blk) {
@@ -181,6 +238,8 @@ struct q4_0_kernel {
     const int64_t nb = a.k / qk32;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) prefetch_weights<NR, 2 * sizeof(block_q4_0)>(w[i] + b);
       __m512i wq[NR];
       __m512 wd[NR];
       TILE_UNROLL
@@ -225,7 +284,7 @@ struct q4_0_kernel {
 
 struct q8_0_kernel {
   static constexpr int C = 4;
-  static constexpr int rows_for(int nc) { return nc == 1 ? 4 : 3; }
+  static constexpr int rows_for(int nc) { return nc == 1 ? 1 : 3; }
 
   template <int NR, int NC>
   static void micro(const matmul_args& a, int64_t r, int64_t c) {
@@ -248,6 +307,8 @@ struct q8_0_kernel {
     const int64_t nb = a.k / qk32;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+      TILE_UNROLL
+      for (int i = 0; i < NR; ++i) prefetch_weights<NR, 2 * sizeof(block_q8_0)>(w[i] + b);
       __m512i wq[NR], start[NR];
       __m512 wd[NR];
       TILE_UNROLL
@@ -342,6 +403,7 @@ struct q4_k_kernel {
     const __m512i nibble_shifts = lanes16(0xFFFF0000u, 0, 4);
     const int64_t nb = a.k / qk256;
     for (int64_t b = 0; b < nb; ++b) {
+      prefetch_weights<1, sizeof(block_q4_k)>(w + b);
       alignas(16) uint8_t sc[8], m[8];
       unpack_q4_k_scales(w[b].scales, sc, m);
       const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
@@ -396,6 +458,7 @@ struct q6_k_kernel {
     const __m512i right_23 = lanes16(0xFFFF0000u, 0, 2);
     const int64_t nb = a.k / qk256;
     for (int64_t b = 0; b < nb; ++b) {
+      prefetch_weights<1, sizeof(block_q6_k)>(w + b);
       const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
       // -32 * sc, paired with the activation sums of each 16 for the levels' -32 offset.
       const __m256i offset_scale = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
