@@ -11,7 +11,9 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/blocks.h"
 #include "kernels/cpu_features.h"
@@ -22,6 +24,8 @@ namespace gw::kernels::detail {
 namespace {
 
 inline float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+inline int64_t round_up64(int64_t v) { return (v + 63) / 64 * 64; }
 
 // A register of 16-bit lanes: `high` where bit l of `mask` is set, else `low`.
 inline __m512i lanes16(__mmask32 mask, short low, short high) {
@@ -494,14 +498,161 @@ struct q6_k_kernel {
   }
 };
 
+// ---- Q4_0 / Q8_0 times many activation rows (prompt processing): weight rows interleaved ----
+//
+// The dot-product tiles above spend four instructions per 64 products (vpdpbusd, convert, scale
+// multiply, accumulate). With many activation rows the block's weight rows are first rewritten,
+// once per call, in groups of 16 rows: per block of 32, eight registers whose 32-bit lane i holds
+// four consecutive weights of row i as signed bytes (Q4_0: q - 8), plus the 16 rows' scales and
+// -128 * (the row's block sum). Four bytes of one activation row, broadcast, then meet 16 weight
+// rows in one vpdpbusd (64 products), and a block of 16 rows x one activation row costs 8
+// vpdpbusd and one convert / multiply / accumulate, with no horizontal sums: the 16 results are
+// contiguous in y. vpdpbusd takes unsigned bytes on the activation side, so the activations are
+// used as x + 128 (flipped once per call) and the stored -128 * sum(w) cancels the offset.
+struct alignas(64) interleaved_block {
+  __m512i q[8];   // q[t] lane i: weights 4t .. 4t + 3 of row i
+  __m512 d;       // lane i: row i's block scale
+  __m512i ncorr;  // lane i: -128 * sum of row i's 32 weights
+};
+
+// The signed weights of one block of one row (32 bytes), for each weight type.
+inline __m256i block_weights(const block_q4_0& blk) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs));
+  const __m128i low = _mm_and_si128(packed, _mm_set1_epi8(0x0F));
+  const __m128i high = _mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F));
+  return _mm256_sub_epi8(_mm256_set_m128i(high, low), _mm256_set1_epi8(8));
+}
+inline __m256i block_weights(const block_q8_0& blk) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qs));
+}
+
+// Rewrites weight rows [r0, r0 + n) (blocks of type Block) into groups of 16; rows past n are zero.
+template <class Block>
+void interleave_rows(const matmul_args& a, int64_t r0, int64_t n, std::vector<interleaved_block>& out) {
+  const int64_t nb = a.k / qk32, groups = (n + 15) / 16;
+  out.resize(static_cast<size_t>(groups * nb));
+  alignas(64) int32_t staging[16][8];
+  alignas(64) float scales[16];
+  alignas(64) int32_t ncorr[16];
+  const __m512i gather_index = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int i = 0; i < 16; ++i) {
+        const int64_t r = g * 16 + i;
+        if (r >= n) {
+          _mm256_store_si256(reinterpret_cast<__m256i*>(staging[i]), _mm256_setzero_si256());
+          scales[i] = 0.0f;
+          ncorr[i] = 0;
+          continue;
+        }
+        const Block& blk = reinterpret_cast<const Block*>(a.w + static_cast<size_t>(r0 + r) * a.w_row_bytes)[b];
+        const __m256i v = block_weights(blk);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(staging[i]), v);
+        // sum(v) = sum(v + 128) - 32 * 128, the former by sums of absolute differences from zero.
+        const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(v, flip), _mm256_setzero_si256());
+        const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+        const int64_t sum = _mm_cvtsi128_si64(s2) + _mm_extract_epi64(s2, 1) - 32 * 128;
+        scales[i] = half_to_float(blk.d);
+        ncorr[i] = static_cast<int32_t>(-128 * sum);
+      }
+      interleaved_block& ib = out[static_cast<size_t>(g * nb + b)];
+      for (int t = 0; t < 8; ++t) ib.q[t] = _mm512_i32gather_epi32(gather_index, &staging[0][t], 4);
+      ib.d = _mm512_load_ps(scales);
+      ib.ncorr = _mm512_load_si512(ncorr);
+    }
+  }
+}
+
+// 16 weight rows (one group) x NC activation rows, all blocks.
+template <int NC>
+void interleaved_cols(const interleaved_block* blocks, int64_t nb, const uint8_t* const* xu, const float* const* xd,
+                      float* const* y, __mmask16 rows) {
+  __m512 acc[NC];
+  TILE_UNROLL
+  for (int j = 0; j < NC; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const interleaved_block& ib = blocks[b];
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) {
+      const uint8_t* x = xu[j] + b * qk32;
+      __m512i even = ib.ncorr, odd = _mm512_setzero_si512();
+      TILE_UNROLL
+      for (int t = 0; t < 8; t += 2) {
+        int32_t x0, x1;
+        std::memcpy(&x0, x + 4 * t, 4);
+        std::memcpy(&x1, x + 4 * t + 4, 4);
+        even = _mm512_dpbusd_epi32(even, _mm512_set1_epi32(x0), ib.q[t]);
+        odd = _mm512_dpbusd_epi32(odd, _mm512_set1_epi32(x1), ib.q[t + 1]);
+      }
+      const __m512 dot = _mm512_cvtepi32_ps(_mm512_add_epi32(even, odd));
+      acc[j] = _mm512_fmadd_ps(dot, _mm512_mul_ps(ib.d, _mm512_set1_ps(xd[j][b])), acc[j]);
+    }
+  }
+  TILE_UNROLL
+  for (int j = 0; j < NC; ++j) _mm512_mask_storeu_ps(y[j], rows, acc[j]);
+}
+
+template <class Block, auto fallback>
+void interleaved_tile(const matmul_args& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  // Rewriting the rows costs about as much as 16 activation rows' worth of products.
+  constexpr int64_t min_cols = 32;
+  if (c1 - c0 < min_cols) {
+    fallback(a, r0, r1, c0, c1);
+    return;
+  }
+  thread_local std::vector<interleaved_block> rows;
+  thread_local std::vector<uint8_t> flipped;
+  const int64_t n = r1 - r0, nb = a.k / qk32, cols = c1 - c0;
+  interleave_rows<Block>(a, r0, n, rows);
+  const int64_t stride = round_up64(a.k);
+  flipped.resize(static_cast<size_t>(cols * stride));
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t j = 0; j < cols; ++j) {
+    const int8_t* src = a.xq + (c0 + j) * a.x_stride;
+    uint8_t* dst = flipped.data() + j * stride;
+    for (int64_t e = 0; e < a.k; e += 64) {
+      const __mmask64 m = a.k - e >= 64 ? ~__mmask64{0} : (__mmask64{1} << (a.k - e)) - 1;
+      _mm512_mask_storeu_epi8(dst + e, m, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, src + e), flip));
+    }
+  }
+  constexpr int C = 8;
+  for (int64_t g = 0; g * 16 < n; ++g) {
+    const int64_t left = n - g * 16;
+    const __mmask16 row_mask = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+    const interleaved_block* blocks = rows.data() + g * nb;
+    for (int64_t j0 = 0; j0 < cols; j0 += C) {
+      const uint8_t* xu[C];
+      const float* xd[C];
+      float* y[C];
+      const int nc = static_cast<int>(std::min<int64_t>(C, cols - j0));
+      for (int j = 0; j < nc; ++j) {
+        xu[j] = flipped.data() + (j0 + j) * stride;
+        xd[j] = a.xd + (c0 + j0 + j) * a.xd_stride;
+        y[j] = a.y + (c0 + j0 + j) * a.ldy + r0 + g * 16;
+      }
+      switch (nc) {
+        case 8: interleaved_cols<8>(blocks, nb, xu, xd, y, row_mask); break;
+        case 7: interleaved_cols<7>(blocks, nb, xu, xd, y, row_mask); break;
+        case 6: interleaved_cols<6>(blocks, nb, xu, xd, y, row_mask); break;
+        case 5: interleaved_cols<5>(blocks, nb, xu, xd, y, row_mask); break;
+        case 4: interleaved_cols<4>(blocks, nb, xu, xd, y, row_mask); break;
+        case 3: interleaved_cols<3>(blocks, nb, xu, xd, y, row_mask); break;
+        case 2: interleaved_cols<2>(blocks, nb, xu, xd, y, row_mask); break;
+        default: interleaved_cols<1>(blocks, nb, xu, xd, y, row_mask); break;
+      }
+    }
+  }
+}
+
 isa_kernels make_kernels() {
   isa_kernels k = avx2_kernels();  // quantizers and elementwise ops
   k.tile_f32 = run_tiles<float_kernel<f32_loader>>;
   k.tile_f16 = run_tiles<float_kernel<f16_loader>>;
   k.bf16_pairs = cpu().avx512_bf16;
   k.tile_bf16 = k.bf16_pairs ? run_tiles<bf16_dot_kernel> : run_tiles<float_kernel<bf16_loader>>;
-  k.tile_q4_0 = run_tiles<q4_0_kernel>;
-  k.tile_q8_0 = run_tiles<q8_0_kernel>;
+  k.tile_q4_0 = interleaved_tile<block_q4_0, run_tiles<q4_0_kernel>>;
+  k.tile_q8_0 = interleaved_tile<block_q8_0, run_tiles<q8_0_kernel>>;
   k.tile_q4_k = run_tiles<q4_k_kernel>;
   k.tile_q6_k = run_tiles<q6_k_kernel>;
   return k;
