@@ -233,7 +233,8 @@ class engine_bench {
 
   // `seqs` requests of a 4-token prompt generating `tg` tokens each. Aggregate tokens/s over the
   // window where all of them are generating: from the last request's first token to the first
-  // request's last token (tokens in between, over that time).
+  // request's last token (tokens in between, over that time); where the requests never all
+  // generate at once, over the whole span (every token after a request's first).
   double generate(int seqs, int tg) {
     std::vector<std::vector<int32_t>> prompts;
     for (int s = 0; s < seqs; ++s) prompts.push_back(random_tokens(rng_, n_vocab_, 4));
@@ -252,8 +253,17 @@ class engine_bench {
       for (auto t : r.token_times) tokens += (t > start && t <= end) ? 1 : 0;
     }
     const double dt = std::chrono::duration<double>(end - start).count();
-    if (tokens == 0 || dt <= 0) die("engine: no generation window (too few tokens)");
-    return static_cast<double>(tokens) / dt;
+    if (tokens > 0 && dt > 0) return static_cast<double>(tokens) / dt;
+    // No such window: on a tiny model a request can finish before the last one starts generating.
+    // Then all tokens over the whole span, first token to last.
+    steady::time_point first = steady::time_point::max(), last = steady::time_point::min();
+    for (const auto& r : runs) {
+      first = std::min(first, r.token_times.front());
+      last = std::max(last, r.token_times.back());
+    }
+    const double span = std::chrono::duration<double>(last - first).count();
+    if (span <= 0) die("engine: no generation time to measure (too few tokens)");
+    return static_cast<double>(seqs) * (tg - 1) / span;
   }
 
  private:

@@ -498,6 +498,117 @@ struct q6_k_kernel {
   }
 };
 
+// ---- float weights times many activation rows (prompt processing): weight rows transposed ----
+//
+// The dot-product tiles end every (weight row, activation row) pair with a horizontal sum and
+// convert F16 / BF16 weights again in every tile. With many activation rows the block's weight
+// rows are converted to float once per call and transposed in groups of 16 rows (one register =
+// element e of 16 rows); each activation element, broadcast, then multiplies 32 weight rows in two
+// FMAs: an outer product with no horizontal sums, whose 16-row results are contiguous in y. Sums
+// run over chunks of 256 elements added into the totals, so rounding grows no faster than in the
+// dot-product tiles.
+struct alignas(64) float16x {  // one register's worth: element e of 16 weight rows
+  float v[16];
+};
+
+template <class L>
+void transpose_rows(const matmul_args& a, int64_t r0, int64_t n, int64_t groups, std::vector<float16x>& out) {
+  const int64_t k = a.k;
+  out.resize(static_cast<size_t>(groups * k));
+  alignas(64) float staging[16][16];
+  const __m512i index = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t e0 = 0; e0 < k; e0 += 16) {
+      const int64_t left = k - e0;
+      const __mmask16 m = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+      for (int i = 0; i < 16; ++i) {
+        const int64_t r = g * 16 + i;
+        const __m512 v = r < n ? L::load(a.w + static_cast<size_t>(r0 + r) * a.w_row_bytes, e0, m) : _mm512_setzero_ps();
+        _mm512_store_ps(staging[i], v);
+      }
+      const int64_t count = std::min<int64_t>(16, left);
+      for (int64_t e = 0; e < count; ++e)
+        _mm512_store_ps(out[static_cast<size_t>(g * k + e0 + e)].v, _mm512_i32gather_ps(index, &staging[0][e], 4));
+    }
+  }
+}
+
+// 32 transposed weight rows (w0: the first 16, w1: the next 16) x NC activation rows.
+template <int NC>
+void outer_cols(const float* w0, const float* w1, int64_t k, const float* const* x, float* const* y, __mmask16 m0,
+                __mmask16 m1) {
+  constexpr int64_t chunk = 256;
+  __m512 total0[NC], total1[NC];
+  TILE_UNROLL
+  for (int j = 0; j < NC; ++j) total0[j] = total1[j] = _mm512_setzero_ps();
+  for (int64_t e0 = 0; e0 < k; e0 += chunk) {
+    const int64_t e1 = std::min(k, e0 + chunk);
+    __m512 acc0[NC], acc1[NC];
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
+    for (int64_t e = e0; e < e1; ++e) {
+      const __m512 a0 = _mm512_load_ps(w0 + e * 16), a1 = _mm512_load_ps(w1 + e * 16);
+      TILE_UNROLL
+      for (int j = 0; j < NC; ++j) {
+        const __m512 xb = _mm512_set1_ps(x[j][e]);
+        acc0[j] = _mm512_fmadd_ps(a0, xb, acc0[j]);
+        acc1[j] = _mm512_fmadd_ps(a1, xb, acc1[j]);
+      }
+    }
+    TILE_UNROLL
+    for (int j = 0; j < NC; ++j) {
+      total0[j] = _mm512_add_ps(total0[j], acc0[j]);
+      total1[j] = _mm512_add_ps(total1[j], acc1[j]);
+    }
+  }
+  TILE_UNROLL
+  for (int j = 0; j < NC; ++j) {
+    _mm512_mask_storeu_ps(y[j], m0, total0[j]);
+    _mm512_mask_storeu_ps(y[j] + 16, m1, total1[j]);
+  }
+}
+
+inline __mmask16 rows_mask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : left <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+template <class L, auto fallback>
+void transposed_tile(const matmul_args& a, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  // Transposing the rows costs about as much as 30-40 activation rows' worth of products.
+  constexpr int64_t min_cols = 64;
+  if (c1 - c0 < min_cols) {
+    fallback(a, r0, r1, c0, c1);
+    return;
+  }
+  thread_local std::vector<float16x> rows;
+  const int64_t n = r1 - r0, cols = c1 - c0;
+  const int64_t groups = (n + 31) / 32 * 2;  // pairs of 16-row groups; rows past n are zero
+  transpose_rows<L>(a, r0, n, groups, rows);
+  constexpr int C = 6;
+  for (int64_t p = 0; p * 32 < n; ++p) {
+    const float* w0 = rows[static_cast<size_t>(2 * p * a.k)].v;
+    const float* w1 = w0 + a.k * 16;
+    const __mmask16 m0 = rows_mask(n - p * 32), m1 = rows_mask(n - p * 32 - 16);
+    for (int64_t j0 = 0; j0 < cols; j0 += C) {
+      const float* x[C];
+      float* y[C];
+      const int nc = static_cast<int>(std::min<int64_t>(C, cols - j0));
+      for (int j = 0; j < nc; ++j) {
+        x[j] = a.xf + (c0 + j0 + j) * a.x_stride;
+        y[j] = a.y + (c0 + j0 + j) * a.ldy + r0 + p * 32;
+      }
+      switch (nc) {
+        case 6: outer_cols<6>(w0, w1, a.k, x, y, m0, m1); break;
+        case 5: outer_cols<5>(w0, w1, a.k, x, y, m0, m1); break;
+        case 4: outer_cols<4>(w0, w1, a.k, x, y, m0, m1); break;
+        case 3: outer_cols<3>(w0, w1, a.k, x, y, m0, m1); break;
+        case 2: outer_cols<2>(w0, w1, a.k, x, y, m0, m1); break;
+        default: outer_cols<1>(w0, w1, a.k, x, y, m0, m1); break;
+      }
+    }
+  }
+}
+
 // ---- Q4_0 / Q8_0 times many activation rows (prompt processing): weight rows interleaved ----
 //
 // The dot-product tiles above spend four instructions per 64 products (vpdpbusd, convert, scale
@@ -647,10 +758,11 @@ void interleaved_tile(const matmul_args& a, int64_t r0, int64_t r1, int64_t c0, 
 
 isa_kernels make_kernels() {
   isa_kernels k = avx2_kernels();  // quantizers and elementwise ops
-  k.tile_f32 = run_tiles<float_kernel<f32_loader>>;
-  k.tile_f16 = run_tiles<float_kernel<f16_loader>>;
+  k.tile_f32 = transposed_tile<f32_loader, run_tiles<float_kernel<f32_loader>>>;
+  k.tile_f16 = transposed_tile<f16_loader, run_tiles<float_kernel<f16_loader>>>;
   k.bf16_pairs = cpu().avx512_bf16;
-  k.tile_bf16 = k.bf16_pairs ? run_tiles<bf16_dot_kernel> : run_tiles<float_kernel<bf16_loader>>;
+  k.tile_bf16 = k.bf16_pairs ? run_tiles<bf16_dot_kernel>
+                              : transposed_tile<bf16_loader, run_tiles<float_kernel<bf16_loader>>>;
   k.tile_q4_0 = interleaved_tile<block_q4_0, run_tiles<q4_0_kernel>>;
   k.tile_q8_0 = interleaved_tile<block_q8_0, run_tiles<q8_0_kernel>>;
   k.tile_q4_k = run_tiles<q4_k_kernel>;

@@ -1,5 +1,5 @@
 // matmul for every weight type on every instruction-set level, against a float64 product with the
-// dequantised weights, on ragged shapes (m = 1, 3, 17, 40; k from 1 / 32 / 256 up to 4096 including
+// dequantised weights, on ragged shapes (m = 1, 3, 17, 72; k from 1 / 32 / 256 up to 4096 including
 // non powers of two and odd block counts; odd row counts).
 //
 // Tolerances follow from what the kernels round on purpose, the activations (llama.cpp's scheme):
@@ -117,9 +117,9 @@ TEST_P(KernelsMatmul, MatchesFloat64ReferenceWithinActivationRounding) {
     for (int64_t k : test_ks(t)) {
       for (int64_t rows : {1, 7, 33}) {
         const test_weights w = make_weights(t, rows, k, static_cast<uint64_t>(k * 131 + rows));
-        // m = 40: enough activation rows for the levels' many-row paths (e.g. AVX-512's
-        // interleaved Q4_0 / Q8_0 rows), which start at 32.
-        for (int64_t m : {1, 3, 17, 40}) {
+        // m = 72: enough activation rows for the levels' many-row paths (AVX-512's interleaved
+        // Q4_0 / Q8_0 rows from 32, transposed float rows from 64).
+        for (int64_t m : {1, 3, 17, 72}) {
           SCOPED_TRACE(std::string(dtype_name(t)) + " k=" + std::to_string(k) + " rows=" + std::to_string(rows) +
                        " m=" + std::to_string(m) + " " + isa_name(level));
           const auto x = make_activations(m, k, static_cast<uint64_t>(m * 7 + k));
