@@ -227,8 +227,11 @@ void matmul_many(isa level, const matmul_job* jobs, int n_jobs, const float* x, 
     // Blocks of weight rows x activation rows. A block's weight rows (up to ~256 KiB) stay in L2
     // while all its activation rows stream past; the activation rows of a block (up to ~4 MiB,
     // shared by the threads, which work on neighbouring row blocks) stay in L3. So the weights
-    // come from memory once per ~4 MiB of activations, not once per register tile.
-    p.rows_per_block = std::clamp<int64_t>(static_cast<int64_t>((256 << 10) / p.a.w_row_bytes) / 4 * 4, 4, 64);
+    // come from memory once per ~4 MiB of activations, not once per register tile. Many-row
+    // blocks (prompts) have at least 32 weight rows and are a multiple of 16, which the levels'
+    // interleaved paths work in (a wide matrix's 32 rows of F32 are 0.6 MiB: still L2).
+    const int64_t fit = static_cast<int64_t>((256 << 10) / p.a.w_row_bytes);
+    p.rows_per_block = m >= 32 ? std::clamp<int64_t>(fit / 16 * 16, 32, 64) : std::clamp<int64_t>(fit / 4 * 4, 4, 64);
     p.cols_per_block =
         std::clamp<int64_t>(static_cast<int64_t>((4 << 20) / prepared[form].row_bytes) / 8 * 8, 8, 1 << 16);
     p.n_row_blocks = (w.rows + p.rows_per_block - 1) / p.rows_per_block;
