@@ -43,6 +43,10 @@ struct isa_kernels {
   // (q8_256); q = round-to-nearest-even(x / d), d = max|x| / 127.
   void (*quantize_q8_32)(const float* x, int64_t k, int8_t* q, float* d);
   void (*quantize_q8_256)(const float* x, int64_t k, int8_t* q, float* d, int16_t* bsums);
+  // x rounded to F16 / BF16 precision (round to nearest even), as floats: the activations of
+  // F16 / BF16 weights.
+  void (*round_f16)(const float* x, float* y, int64_t n);
+  void (*round_bf16)(const float* x, float* y, int64_t n);
   void (*rms_norm)(const float* x, const float* weight, float* y, int64_t n, float eps);
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
   void (*add)(float* y, const float* x, int64_t n);

@@ -490,6 +490,17 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
   for (; i < n; ++i) y[i] = x[i] * scale * weight[i];
 }
 
+void round_f16(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT)));
+  for (; i < n; ++i) y[i] = half_to_float(fp32_to_fp16(x[i]));
+}
+
+void round_bf16(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
+}
+
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   const __m256 one = _mm256_set1_ps(1.0f);
   int64_t i = 0;
@@ -586,6 +597,8 @@ const isa_kernels& avx2_kernels() {
       false,
       quantize_q8_32,
       quantize_q8_256,
+      round_f16,
+      round_bf16,
       rms_norm,
       silu_mul,
       add,

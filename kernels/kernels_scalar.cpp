@@ -158,6 +158,14 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * scale * weight[i];
 }
 
+void round_f16(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fp16_to_fp32(fp32_to_fp16(x[i]));
+}
+
+void round_bf16(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_fp32(fp32_to_bf16(x[i]));
+}
+
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
@@ -207,6 +215,8 @@ const isa_kernels& scalar_kernels() {
       false,
       quantize_q8_32,
       quantize_q8_256,
+      round_f16,
+      round_bf16,
       rms_norm,
       silu_mul,
       add,

@@ -131,16 +131,9 @@ prepared_activations prepare(act_form form, const float* x, int64_t m, int64_t k
       const bool half = form == act_form::f16_rounded;
       a.x_stride = round_up(k, 16);
       auto* xf = reinterpret_cast<float*>(buffer.get(static_cast<size_t>(m * a.x_stride) * 4));
+      const auto round = half ? ks.round_f16 : ks.round_bf16;
       for_rows(pool, m, k, [&](int64_t c0, int64_t c1) {
-        for (int64_t c = c0; c < c1; ++c) {
-          const float* src = x + c * k;
-          float* dst = xf + c * a.x_stride;
-          if (half) {
-            for (int64_t i = 0; i < k; ++i) dst[i] = fp16_to_fp32(fp32_to_fp16(src[i]));
-          } else {
-            for (int64_t i = 0; i < k; ++i) dst[i] = bf16_to_fp32(fp32_to_bf16(src[i]));
-          }
-        }
+        for (int64_t c = c0; c < c1; ++c) round(x + c * k, xf + c * a.x_stride, k);
       });
       a.xf = xf;
       p.row_bytes = static_cast<size_t>(a.x_stride) * 4;
