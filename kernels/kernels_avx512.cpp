@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/blocks.h"
@@ -498,6 +499,16 @@ struct q6_k_kernel {
   }
 };
 
+// Calls f(std::integral_constant<int, nc>) for a run-time width nc in [1, N]: the column tails of
+// the many-row paths below, each width its own fully unrolled instance.
+template <int N, class F>
+void with_width(int nc, F&& f) {
+  if constexpr (N > 1) {
+    if (nc < N) return with_width<N - 1>(nc, f);
+  }
+  f(std::integral_constant<int, N>{});
+}
+
 // ---- float weights times many activation rows (prompt processing): weight rows transposed ----
 //
 // The dot-product tiles end every (weight row, activation row) pair with a horizontal sum and
@@ -597,14 +608,7 @@ void transposed_tile(const matmul_args& a, int64_t r0, int64_t r1, int64_t c0, i
         x[j] = a.xf + (c0 + j0 + j) * a.x_stride;
         y[j] = a.y + (c0 + j0 + j) * a.ldy + r0 + p * 32;
       }
-      switch (nc) {
-        case 6: outer_cols<6>(w0, w1, a.k, x, y, m0, m1); break;
-        case 5: outer_cols<5>(w0, w1, a.k, x, y, m0, m1); break;
-        case 4: outer_cols<4>(w0, w1, a.k, x, y, m0, m1); break;
-        case 3: outer_cols<3>(w0, w1, a.k, x, y, m0, m1); break;
-        case 2: outer_cols<2>(w0, w1, a.k, x, y, m0, m1); break;
-        default: outer_cols<1>(w0, w1, a.k, x, y, m0, m1); break;
-      }
+      with_width<C>(nc, [&](auto width) { outer_cols<width.value>(w0, w1, a.k, x, y, m0, m1); });
     }
   }
 }
@@ -742,16 +746,7 @@ void interleaved_tile(const matmul_args& a, int64_t r0, int64_t r1, int64_t c0, 
         xd[j] = a.xd + (c0 + j0 + j) * a.xd_stride;
         y[j] = a.y + (c0 + j0 + j) * a.ldy + r0 + g * 16;
       }
-      switch (nc) {
-        case 8: interleaved_cols<8>(blocks, nb, xu, xd, y, row_mask); break;
-        case 7: interleaved_cols<7>(blocks, nb, xu, xd, y, row_mask); break;
-        case 6: interleaved_cols<6>(blocks, nb, xu, xd, y, row_mask); break;
-        case 5: interleaved_cols<5>(blocks, nb, xu, xd, y, row_mask); break;
-        case 4: interleaved_cols<4>(blocks, nb, xu, xd, y, row_mask); break;
-        case 3: interleaved_cols<3>(blocks, nb, xu, xd, y, row_mask); break;
-        case 2: interleaved_cols<2>(blocks, nb, xu, xd, y, row_mask); break;
-        default: interleaved_cols<1>(blocks, nb, xu, xd, y, row_mask); break;
-      }
+      with_width<C>(nc, [&](auto width) { interleaved_cols<width.value>(blocks, nb, xu, xd, y, row_mask); });
     }
   }
 }
