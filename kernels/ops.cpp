@@ -110,7 +110,11 @@ void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base,
     cos_sin[static_cast<size_t>(2 * i)] = static_cast<float>(std::cos(angle));
     cos_sin[static_cast<size_t>(2 * i + 1)] = static_cast<float>(std::sin(angle));
   }
-  const float* cs = cos_sin.data();
+  rope_rotate(x, n_heads, head_dim, cos_sin.data(), pairing);
+}
+
+void rope_rotate(float* x, int64_t n_heads, int64_t head_dim, const float* cs, rope_pairing pairing) {
+  const int64_t half = head_dim / 2;
   for (int64_t h = 0; h < n_heads; ++h) {
     float* v = x + h * head_dim;
     if (pairing == rope_pairing::adjacent) {

@@ -88,6 +88,9 @@ enum class rope_pairing {
 // pos * base^(-2i/head_dim) / freq_factors[i] (freq_factors null: all 1; Llama-3.1 rope_freqs).
 void rope(float* x, int64_t n_heads, int64_t head_dim, int64_t pos, float base,
           const float* freq_factors, rope_pairing pairing);
+// The same rotation with the (cos, sin) of each pair given: cs[2i], cs[2i + 1] (a forward pass
+// computes them once per position for every layer, Q and K).
+void rope_rotate(float* x, int64_t n_heads, int64_t head_dim, const float* cs, rope_pairing pairing);
 
 // ---- attention for one query head ----
 // out[head_dim] = sum_j softmax_j(scale * q·k_j) * v_j over the n_kv key/value rows given by pointer

@@ -39,31 +39,6 @@ void grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
 }
 
-// RoPE with the cos/sin of a position computed once per step and shared by every layer and by
-// Q and K (kernels::rope recomputes them per call). Same rotation as kernels::rope: pair i turns by
-// pos * inv_freq[i]; `cs` holds (cos, sin) per pair.
-void rope_rotate(float* x, int64_t n_heads, int64_t head_dim, const float* cs, kernels::rope_pairing pairing) {
-  const int64_t half = head_dim / 2;
-  for (int64_t h = 0; h < n_heads; ++h) {
-    float* v = x + h * head_dim;
-    if (pairing == kernels::rope_pairing::adjacent) {
-      for (int64_t i = 0; i < half; ++i) {
-        const float c = cs[2 * i], s = cs[2 * i + 1];
-        const float a = v[2 * i], b = v[2 * i + 1];
-        v[2 * i] = a * c - b * s;
-        v[2 * i + 1] = a * s + b * c;
-      }
-    } else {
-      for (int64_t i = 0; i < half; ++i) {
-        const float c = cs[2 * i], s = cs[2 * i + 1];
-        const float a = v[i], b = v[i + half];
-        v[i] = a * c - b * s;
-        v[i + half] = a * s + b * c;
-      }
-    }
-  }
-}
-
 }  // namespace
 
 kv_cache::layout kv_layout(const model& m) {
@@ -227,8 +202,8 @@ bool forward_pass::run(std::span<const seq_batch> seqs, std::vector<float>& logi
         if (w.bk) kernels::add(kr, w.bk, KD);
         if (w.bv) kernels::add(vr, w.bv, KD);
         const int64_t pos = b.row_pos[static_cast<size_t>(r)];
-        rope_rotate(qr, hp.n_head, HD, b.rope_cs.data() + r * HD, hp.rope_pairing);
-        rope_rotate(kr, hp.n_head_kv, HD, b.rope_cs.data() + r * HD, hp.rope_pairing);
+        kernels::rope_rotate(qr, hp.n_head, HD, b.rope_cs.data() + r * HD, hp.rope_pairing);
+        kernels::rope_rotate(kr, hp.n_head_kv, HD, b.rope_cs.data() + r * HD, hp.rope_pairing);
         const kv_cache::seq_id seq = seqs[static_cast<size_t>(b.row_seq[static_cast<size_t>(r)])].seq;
         std::memcpy(kv_.k_row(seq, l, pos), kr, static_cast<size_t>(KD) * sizeof(float));
         std::memcpy(kv_.v_row(seq, l, pos), vr, static_cast<size_t>(KD) * sizeof(float));

@@ -804,4 +804,17 @@ bool gguf_writer::write(const std::string& path, std::string* error) const {
   return true;
 }
 
+void set_llama_vocabulary(gguf_writer& w, std::vector<std::string> tokens, std::vector<float> scores,
+                          std::vector<int32_t> types) {
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string_array("tokenizer.ggml.tokens", std::move(tokens));
+  w.set_f32_array("tokenizer.ggml.scores", std::move(scores));
+  w.set_i32_array("tokenizer.ggml.token_type", std::move(types));
+  w.set_u32("tokenizer.ggml.bos_token_id", 1);
+  w.set_u32("tokenizer.ggml.eos_token_id", 2);
+  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
+  w.set_bool("tokenizer.ggml.add_bos_token", true);
+  w.set_bool("tokenizer.ggml.add_eos_token", false);
+}
+
 }  // namespace gw::local_engine

@@ -117,4 +117,9 @@ class gguf_writer {
   std::unique_ptr<impl> impl_;
 };
 
+// Sets a SentencePiece ("llama") vocabulary with Llama-2's special tokens: unknown 0, BOS 1, EOS 2,
+// BOS added and EOS not (the llama2.c conversion and the generated test models share it).
+void set_llama_vocabulary(gguf_writer& w, std::vector<std::string> tokens, std::vector<float> scores,
+                          std::vector<int32_t> types);
+
 }  // namespace gw::local_engine

@@ -254,15 +254,7 @@ bool convert(std::span<const uint8_t> model, std::span<const uint8_t> tokenizer,
     }
   }
   vocab.clear();
-  w.set_string("tokenizer.ggml.model", "llama");
-  w.set_string_array("tokenizer.ggml.tokens", std::move(tokens));
-  w.set_f32_array("tokenizer.ggml.scores", std::move(scores));
-  w.set_i32_array("tokenizer.ggml.token_type", std::move(types));
-  w.set_u32("tokenizer.ggml.bos_token_id", 1);
-  w.set_u32("tokenizer.ggml.eos_token_id", 2);
-  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
-  w.set_bool("tokenizer.ggml.add_bos_token", true);
-  w.set_bool("tokenizer.ggml.add_eos_token", false);
+  set_llama_vocabulary(w, std::move(tokens), std::move(scores), std::move(types));
 
   // Weights straight from the mapping: each llama2.c matrix is [out][in] row-major = GGUF ne {in, out}.
   const uint8_t* base = model.data() + k_header_bytes;

@@ -214,15 +214,7 @@ bool write_spm_vocab(gguf_writer& w, int64_t n_vocab, std::string* error) {
   types.resize(tokens.size());
   std::vector<float> scores(tokens.size(), 0.0f);
   for (size_t i = fixed; i < tokens.size(); ++i) scores[i] = -static_cast<float>(i - fixed);
-  w.set_string("tokenizer.ggml.model", "llama");
-  w.set_string_array("tokenizer.ggml.tokens", std::move(tokens));
-  w.set_f32_array("tokenizer.ggml.scores", std::move(scores));
-  w.set_i32_array("tokenizer.ggml.token_type", std::move(types));
-  w.set_u32("tokenizer.ggml.bos_token_id", 1);
-  w.set_u32("tokenizer.ggml.eos_token_id", 2);
-  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
-  w.set_bool("tokenizer.ggml.add_bos_token", true);
-  w.set_bool("tokenizer.ggml.add_eos_token", false);
+  set_llama_vocabulary(w, std::move(tokens), std::move(scores), std::move(types));
   return true;
 }
 
