@@ -264,12 +264,18 @@ struct transfer_state : std::enable_shared_from_this<transfer_state> {
     return {{"token", t.text}, {"logprob", t.logprob}, {"top_logprobs", top}};
   }
 
+  // The fields every response object and stream chunk starts with.
+  ordered_json envelope(const char* object) const {
+    ordered_json e;
+    e["id"] = id;
+    e["object"] = object;
+    e["created"] = created;
+    e["model"] = model_name;
+    return e;
+  }
+
   std::string chunk(const ordered_json& delta_or_text, const ordered_json& finish, const ordered_json* lp) const {
-    ordered_json c;
-    c["id"] = id;
-    c["object"] = req.chat ? "chat.completion.chunk" : "text_completion";
-    c["created"] = created;
-    c["model"] = model_name;
+    ordered_json c = envelope(req.chat ? "chat.completion.chunk" : "text_completion");
     ordered_json choice;
     choice["index"] = 0;
     if (req.chat) choice["delta"] = delta_or_text;
@@ -326,11 +332,7 @@ struct transfer_state : std::enable_shared_from_this<transfer_state> {
       deliver("data: [DONE]\n\n");
       return finish();
     }
-    ordered_json r;
-    r["id"] = id;
-    r["object"] = req.chat ? "chat.completion" : "text_completion";
-    r["created"] = created;
-    r["model"] = model_name;
+    ordered_json r = envelope(req.chat ? "chat.completion" : "text_completion");
     ordered_json choice;
     choice["index"] = 0;
     if (req.chat) choice["message"] = {{"role", "assistant"}, {"content", text}};
