@@ -5,8 +5,11 @@
 // batching, greedy sampling, detokenisation): the same tg on one request, and pp / tg on --seqs
 // concurrent requests (aggregate tokens/s). Memory: weight bytes, KV bytes, peak RSS per phase.
 //
-//   engine_bench MODEL.gguf [--threads 2] [--pp 512] [--tg 128] [--seqs 8] [--reps 3]
+//   engine_bench MODEL.gguf [--threads 2] [--pp 512] [--tg 128] [--seqs 8] [--reps 3] [--mapped]
 //                [--json bench/results/engine_X.json]
+//
+// Weights are read into huge pages, as `tollgate serve` loads them (local target `huge_pages:
+// true`, the default); --mapped mmaps the file instead (`huge_pages: false`), for comparison.
 //
 // A warm-up run of each test comes first; each figure is the mean of --reps runs with their
 // sample standard deviation. Prompts are pseudo-random token ids, different in every run and
@@ -49,6 +52,7 @@ struct options {
   int tg = 128;
   int seqs = 8;
   int reps = 3;
+  bool mapped = false;  // --mapped: mmap the file instead of reading it into huge pages
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -77,12 +81,14 @@ options parse_args(int argc, char** argv) {
     else if (a == "--seqs") o.seqs = parse_int("--seqs", value(), 0);
     else if (a == "--reps") o.reps = parse_int("--reps", value(), 1);
     else if (a == "--json") o.json_path = value();
+    else if (a == "--mapped") o.mapped = true;
     else if (!a.empty() && a[0] == '-') die("unknown option " + a);
     else if (o.model_path.empty()) o.model_path = a;
     else die("one model only");
   }
   if (o.model_path.empty()) {
-    die("usage: engine_bench MODEL.gguf [--threads N] [--pp 512] [--tg 128] [--seqs 8] [--reps 3] [--json FILE]");
+    die("usage: engine_bench MODEL.gguf [--threads N] [--pp 512] [--tg 128] [--seqs 8] [--reps 3] [--mapped] "
+        "[--json FILE]");
   }
   return o;
 }
@@ -331,8 +337,10 @@ int main(int argc, char** argv) {
 
   // ---- phase 1: forward pass, one sequence ----
   std::string error;
-  auto m = le::model::load(o.model_path, &error);
+  const auto memory = o.mapped ? le::file_memory::mapped : le::file_memory::huge_pages;
+  auto m = le::model::load(o.model_path, &error, memory);
   if (!m) die(error);
+  const int64_t huge_page_bytes = static_cast<int64_t>(m->file().huge_page_bytes());
   const le::hparams hp = m->hp();
   const int64_t weight_bytes = static_cast<int64_t>(m->weight_bytes());
   const int64_t kv_per_token = static_cast<int64_t>(m->kv_bytes_per_token());
@@ -378,6 +386,7 @@ int main(int argc, char** argv) {
     eo.context_size = static_cast<int>(std::min<int64_t>(n_ctx, std::max(o.pp + 1, o.tg + 4)));
     eo.kv_budget_bytes = n_seqs * ((eo.context_size + page - 1) / page + 1) * page * kv_per_token;
     eo.max_queue = std::max(64, n_seqs);
+    eo.weights_memory = memory;
     auto e = le::engine::create(eo, &error);
     if (!e) die(error);
     engine_bench eb(*e, hp.n_vocab);
@@ -403,6 +412,8 @@ int main(int argc, char** argv) {
   std::printf("model %s (%s, %s, %.1f M params, %s MiB weights), %d threads, %s, %d reps\n",
               o.model_path.c_str(), hp.arch_name.c_str(), ftype.c_str(), static_cast<double>(n_params) / 1e6,
               mib(weight_bytes).c_str(), o.threads, gw::kernels::simd_level(), o.reps);
+  std::printf("weights %s (%s MiB in huge pages)\n", o.mapped ? "mapped from the file" : "read into huge pages",
+              mib(huge_page_bytes).c_str());
   std::printf("%-8s %-8s %5s %12s %10s %10s\n", "test", "path", "seqs", "tok/s", "stddev", "KV MiB");
   for (const auto& r : results) {
     std::printf("%-8s %-8s %5d %12.2f %10.2f %10s\n", r.name.c_str(), r.path.c_str(), r.sequences, r.mean(),
@@ -426,6 +437,8 @@ int main(int argc, char** argv) {
     j["cpu"] = cpu_model();
     j["gpu"] = false;
     j["weight_bytes"] = weight_bytes;
+    j["weights_memory"] = o.mapped ? "mapped" : "huge_pages";
+    j["huge_page_bytes"] = huge_page_bytes;
     j["kv_bytes_per_token"] = kv_per_token;
     j["peak_rss_bytes"] = {{"forward", peak_forward}, {"engine", peak_engine}};
     j["load_1m"] = {{"start", load_start}, {"end", load_end}};

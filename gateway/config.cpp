@@ -94,7 +94,7 @@ const key_list target_keys = {"provider", "model",    "prices",          "base_u
                               "retry",    "circuit_breaker", "max_concurrency", "self_hosted", "trust",
                               "tier", "context_window", "capabilities", "kind", "model_path", "context_size",
                               "kv_budget_mb", "threads", "max_batch_tokens", "max_queue", "chat_template",
-                              "chat_template_file"};
+                              "chat_template_file", "huge_pages"};
 const key_list self_hosted_keys = {"gpu", "gpus", "usd_per_hour", "ops_usd_per_day", "reference", "tier"};
 const key_list timeout_keys = {"connect_ms", "first_byte_ms", "total_ms", "stream_idle_ms"};
 const key_list retry_keys = {"max_attempts", "base_delay_ms", "max_delay_ms"};
@@ -973,7 +973,7 @@ class parser : yaml_reader {
   // kind: local settings; an error to give them to an http target.
   void parse_local_settings(const yaml_entry& te, const std::vector<yaml_entry>& entries, providers::target_spec& t) {
     static const key_list local_keys = {"model_path", "context_size", "kv_budget_mb", "threads", "max_batch_tokens",
-                                        "max_queue", "chat_template", "chat_template_file"};
+                                        "max_queue", "chat_template", "chat_template_file", "huge_pages"};
     for (const yaml_entry& e : entries) {
       if (std::find(local_keys.begin(), local_keys.end(), e.name) == local_keys.end()) continue;
       if (t.kind != "local") fail(e.key_line, e.path, "only for targets with kind: local");
@@ -985,6 +985,7 @@ class parser : yaml_reader {
       if (e.name == "max_batch_tokens") l.max_batch_tokens = static_cast<int>(integer(e, 1, 1 << 16));
       if (e.name == "max_queue") l.max_queue = static_cast<int>(integer(e, 1, 1 << 20));
       if (e.name == "chat_template") l.chat_template = string_value(e);
+      if (e.name == "huge_pages") l.huge_pages = boolean(e);
       if (e.name == "chat_template_file") {
         const std::string path = resolve_relative(non_empty_string(e));
         std::ifstream f(path);

@@ -31,6 +31,7 @@ std::shared_ptr<local_model> local_model::load(const providers::target_spec& spe
   o.max_batch_tokens = spec.local.max_batch_tokens;
   o.max_queue = spec.local.max_queue;
   o.chat_template_override = spec.local.chat_template;
+  o.weights_memory = spec.local.huge_pages ? local_engine::file_memory::huge_pages : local_engine::file_memory::mapped;
   m->engine_ = local_engine::engine::create(o, error);
   if (!m->engine_) return nullptr;
   local_engine::log_backend_once();
@@ -470,7 +471,7 @@ class local_transport final : public providers::transport {
 bool same_settings(const providers::local_model_spec& a, const providers::local_model_spec& b) {
   return a.model_path == b.model_path && a.context_size == b.context_size && a.kv_budget_bytes == b.kv_budget_bytes &&
          a.threads == b.threads && a.max_batch_tokens == b.max_batch_tokens && a.max_queue == b.max_queue &&
-         a.chat_template == b.chat_template;
+         a.chat_template == b.chat_template && a.huge_pages == b.huge_pages;
 }
 
 }  // namespace

@@ -23,6 +23,21 @@ namespace {
 constexpr int kDefaultMaxContext = 4096;
 constexpr int64_t kDefaultContextsInCache = 4;
 
+// One line per model load: where its weights live, and whether the kernel gave huge pages.
+void log_weights_memory(const gguf_file& f) {
+  const double mib = static_cast<double>(f.size_bytes()) / (1 << 20);
+  if (f.memory() == file_memory::mapped) {
+    spdlog::info("{}: weights mapped from the file ({:.1f} MiB)", f.path(), mib);
+  } else if (f.huge_page_bytes() > 0) {
+    spdlog::info("{}: weights in huge pages ({:.1f} of {:.1f} MiB)", f.path(),
+                 static_cast<double>(f.huge_page_bytes()) / (1 << 20), mib);
+  } else {
+    spdlog::warn("{}: weights read into memory ({:.1f} MiB) but the kernel gave no huge pages "
+                 "(transparent huge pages off?): generation of large models is slower",
+                 f.path(), mib);
+  }
+}
+
 }  // namespace
 
 struct engine::impl {
@@ -47,9 +62,10 @@ std::unique_ptr<engine> engine::create(const engine_options& options, std::strin
   std::unique_ptr<engine> e(new engine());
   impl& d = *e->impl_;
 
-  d.mdl = model::load(options.model_path, error);
+  d.mdl = model::load(options.model_path, error, options.weights_memory);
   if (!d.mdl) return nullptr;
   const gguf_file& file = d.mdl->file();
+  log_weights_memory(file);
   d.tok = tokenizer::from_gguf(file, error);
   if (!d.tok) return nullptr;
 

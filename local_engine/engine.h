@@ -13,6 +13,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "local_engine/gguf.h"
 #include "local_engine/scheduler.h"
 
 namespace gw::local_engine {
@@ -25,6 +26,9 @@ struct engine_options {
   int max_batch_tokens = 512;    // tokens per scheduler step
   int max_queue = 64;            // requests waiting for admission
   std::string chat_template_override;  // Jinja source used instead of the model's template
+  // huge_pages (default): the weights are read into transparent huge pages (faster generation);
+  // mapped: the file is mmap'ed (no copy, shared with the page cache). See gguf.h.
+  file_memory weights_memory = file_memory::huge_pages;
 };
 
 class engine {

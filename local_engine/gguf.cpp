@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -184,8 +185,10 @@ struct gguf_file::impl {
   std::string path;
   const uint8_t* data = nullptr;
   size_t size = 0;
-  void* mapping = nullptr;  // non-null when open() mapped the file
+  void* mapping = nullptr;  // non-null when open() mapped or read the file
   size_t mapping_size = 0;
+  file_memory memory = file_memory::mapped;
+  size_t huge_page_bytes = 0;
   uint32_t version = 0;
   size_t alignment = k_default_alignment;
   std::vector<kv_entry> kvs;
@@ -395,13 +398,76 @@ bool gguf_file::impl::parse(std::string* error) {
   return true;
 }
 
+namespace {
+
+// AnonHugePages of the mapping that starts at `start`, from /proc/self/smaps (0 when unknown).
+size_t huge_pages_of(const void* start) {
+  std::FILE* f = std::fopen("/proc/self/smaps", "r");
+  if (!f) return 0;
+  char line[512];
+  bool in_region = false;
+  size_t kb = 0;
+  const auto want = reinterpret_cast<uintptr_t>(start);
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned long lo = 0, hi = 0;
+    // A region header: "lo-hi perms offset dev inode [path]".
+    if (std::sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+      in_region = lo == want;
+      continue;
+    }
+    if (in_region && std::sscanf(line, "AnonHugePages: %zu kB", &kb) == 1) break;
+  }
+  std::fclose(f);
+  return kb * 1024;
+}
+
+// Reads the whole file into fresh anonymous memory advised for transparent huge pages, then makes
+// it read-only. MAP_FAILED and *error on failure.
+void* read_into_huge_pages(int fd, size_t size, size_t* map_size, size_t* huge_bytes, std::string* error) {
+  constexpr size_t huge = size_t{2} << 20;
+  const size_t rounded = (size + huge - 1) / huge * huge;
+  // Over-allocate by one huge page so the start can be aligned to 2 MiB (THP needs aligned ranges).
+  void* raw = mmap(nullptr, rounded + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    *error = std::string("cannot allocate memory for the weights: ") + std::strerror(errno);
+    return MAP_FAILED;
+  }
+  auto* base = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(raw) + huge - 1) / huge * huge);
+  const size_t head = static_cast<size_t>(base - static_cast<uint8_t*>(raw));
+  if (head) munmap(raw, head);
+  const size_t tail = huge - head;
+  if (tail) munmap(base + rounded, tail);
+#ifdef MADV_HUGEPAGE
+  madvise(base, rounded, MADV_HUGEPAGE);  // advice only: without THP the copy uses 4 KiB pages
+#endif
+  size_t done = 0;
+  while (done < size) {
+    const size_t want = std::min<size_t>(size - done, size_t{64} << 20);
+    const ssize_t n = ::pread(fd, base + done, want, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      *error = n < 0 ? "cannot read: " + std::string(std::strerror(errno)) + " (at byte " + std::to_string(done) + ")"
+                     : "file shrank while being read (at byte " + std::to_string(done) + ")";
+      munmap(base, rounded);
+      return MAP_FAILED;
+    }
+    done += static_cast<size_t>(n);
+  }
+  mprotect(base, rounded, PROT_READ);
+  *map_size = rounded;
+  *huge_bytes = std::min(size, huge_pages_of(base));
+  return base;
+}
+
+}  // namespace
+
 gguf_file::gguf_file() : impl_(std::make_unique<impl>()) {}
 
 gguf_file::~gguf_file() {
   if (impl_ && impl_->mapping) munmap(impl_->mapping, impl_->mapping_size);
 }
 
-std::unique_ptr<gguf_file> gguf_file::open(const std::string& path, std::string* error) {
+std::unique_ptr<gguf_file> gguf_file::open(const std::string& path, std::string* error, file_memory memory) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (error) *error = path + ": cannot open: " + std::strerror(errno);
@@ -419,7 +485,20 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string& path, std::string*
     if (error) *error = path + ": file is empty (at byte 0)";
     return nullptr;
   }
-  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* map = MAP_FAILED;
+  size_t map_size = size;
+  size_t huge_bytes = 0;
+  if (memory == file_memory::huge_pages) {
+    std::string read_error;
+    map = read_into_huge_pages(fd, size, &map_size, &huge_bytes, &read_error);
+    if (map == MAP_FAILED) {
+      ::close(fd);
+      if (error) *error = path + ": " + read_error;
+      return nullptr;
+    }
+  } else {
+    map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  }
   const int map_errno = errno;
   ::close(fd);
   if (map == MAP_FAILED) {
@@ -429,7 +508,9 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string& path, std::string*
   std::unique_ptr<gguf_file> f(new gguf_file());
   f->impl_->path = path;
   f->impl_->mapping = map;
-  f->impl_->mapping_size = size;
+  f->impl_->mapping_size = map_size;
+  f->impl_->memory = memory;
+  f->impl_->huge_page_bytes = huge_bytes;
   f->impl_->data = static_cast<const uint8_t*>(map);
   f->impl_->size = size;
   if (!f->impl_->parse(error)) return nullptr;
@@ -448,6 +529,9 @@ std::unique_ptr<gguf_file> gguf_file::from_memory(const uint8_t* data, size_t si
 uint32_t gguf_file::version() const { return impl_->version; }
 size_t gguf_file::alignment() const { return impl_->alignment; }
 const std::string& gguf_file::path() const { return impl_->path; }
+file_memory gguf_file::memory() const { return impl_->memory; }
+size_t gguf_file::huge_page_bytes() const { return impl_->huge_page_bytes; }
+size_t gguf_file::size_bytes() const { return impl_->size; }
 
 bool gguf_file::has(std::string_view key) const { return impl_->find(key) != nullptr; }
 

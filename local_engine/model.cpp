@@ -175,8 +175,8 @@ size_t model::kv_bytes_per_token() const {
   return 2 * static_cast<size_t>(hp_.n_layer) * static_cast<size_t>(hp_.kv_dim()) * sizeof(float);
 }
 
-std::unique_ptr<model> model::load(const std::string& path, std::string* error) {
-  auto f = gguf_file::open(path, error);
+std::unique_ptr<model> model::load(const std::string& path, std::string* error, file_memory memory) {
+  auto f = gguf_file::open(path, error, memory);
   if (!f) return nullptr;
   return from_gguf(std::move(f), error);
 }

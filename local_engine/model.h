@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/ops.h"
+#include "local_engine/gguf.h"
 
 namespace gw::local_engine {
 
@@ -52,7 +53,9 @@ class model {
  public:
   // Opens and validates `path`. On failure: nullptr and *error naming the file and what is wrong
   // (e.g. "m.gguf: blk.3.attn_k.weight: expected shape [576, 192], got [576, 576]").
-  static std::unique_ptr<model> load(const std::string& path, std::string* error);
+  // `memory`: mapped (tools) or huge_pages (serving: faster generation, see gguf.h).
+  static std::unique_ptr<model> load(const std::string& path, std::string* error,
+                                     file_memory memory = file_memory::mapped);
   // The same over an already opened file (tests build models in memory).
   static std::unique_ptr<model> from_gguf(std::unique_ptr<gguf_file> file, std::string* error);
   ~model();

@@ -46,6 +46,7 @@ struct local_model_spec {
   int max_batch_tokens = 512;      // tokens per scheduler step
   int max_queue = 64;              // requests waiting; beyond: 503 with retry-after
   std::string chat_template;       // Jinja source overriding the model's template ("" = the model's)
+  bool huge_pages = true;          // weights read into huge pages (false: the file is mmap'ed)
 };
 
 struct target_spec {

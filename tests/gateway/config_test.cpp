@@ -1378,3 +1378,55 @@ TEST(config, passthrough_forwards_client_model_names) {
 }
 
 }  // namespace
+
+// ---- kind: local targets -------------------------------------------------------------------
+
+TEST(config, local_target_settings_and_huge_pages) {
+  const load_result r = load(R"(
+auth: none
+targets:
+  loc:
+    kind: local
+    model_path: /models/m.gguf
+    context_size: 512
+    kv_budget_mb: 64
+    threads: 2
+    max_batch_tokens: 256
+    max_queue: 8
+  mapped:
+    kind: local
+    model_path: /models/m.gguf
+    huge_pages: false
+models:
+  m: loc
+)");
+  const auto& loc = r.cfg->targets.at("loc").local;
+  EXPECT_EQ(loc.model_path, "/models/m.gguf");
+  EXPECT_EQ(loc.context_size, 512);
+  EXPECT_EQ(loc.kv_budget_bytes, 64 * 1024 * 1024);
+  EXPECT_EQ(loc.threads, 2);
+  EXPECT_EQ(loc.max_batch_tokens, 256);
+  EXPECT_EQ(loc.max_queue, 8);
+  EXPECT_TRUE(loc.huge_pages);  // the default: weights read into huge pages
+  EXPECT_FALSE(r.cfg->targets.at("mapped").local.huge_pages);
+
+  EXPECT_TRUE(fails_with(R"(
+auth: none
+targets:
+  loc:
+    kind: local
+    model_path: /models/m.gguf
+    huge_pages: sometimes
+models:
+  m: loc
+)", 6, "targets.loc.huge_pages", "true or false"));
+  EXPECT_TRUE(fails_with(R"(
+auth: none
+targets:
+  t:
+    base_url: http://127.0.0.1:8000/v1
+    huge_pages: true
+models:
+  m: t
+)", 5, "targets.t.huge_pages", "only for targets with kind: local"));
+}

@@ -182,7 +182,15 @@ TEST(server, healthz_metrics_and_models) {
   http_request(gw.port(), "/v1/chat/completions", chat_body);
   auto h = http_request(gw.port(), "/healthz", "", {.method = "GET"});
   EXPECT_EQ(h.status, 200);
+  // A request is counted once its response has been written, which the client can see first on a
+  // loaded machine: scrape until it shows (bounded), as Prometheus would on its next scrape.
+  const std::string counted =
+      "tollgate_requests_total{endpoint=\"/v1/chat/completions\",route=\"gpt-test\",target=\"primary\",status=\"200\"} 1";
   auto m = http_request(gw.port(), "/metrics", "", {.method = "GET"});
+  for (int i = 0; i < 200 && m.body.find(counted) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    m = http_request(gw.port(), "/metrics", "", {.method = "GET"});
+  }
   ASSERT_EQ(m.status, 200);
   EXPECT_NE(m.header("content-type").find("text/plain"), std::string::npos);
   for (std::string needle :

@@ -216,6 +216,67 @@ TEST(GgufTest, RoundTripsEveryValueTypeAndTensorType) {
   EXPECT_EQ(f->find_tensor("nope"), nullptr);
 }
 
+// Weights read into huge pages (how the engine serves) are the same bytes as the mapped file:
+// every key and tensor, 32-byte aligned data; a truncated file is the same error; and where the
+// kernel's transparent huge pages are on, a file of several MiB really sits in huge pages.
+TEST(GgufTest, HugePageCopyEqualsTheMappedFile) {
+  gw::test::temp_dir dir("gguf");
+  gguf_writer w;
+  w.set_string("general.architecture", "llama");
+  w.set_u32("llama.block_count", 1);
+  const std::vector<uint8_t> big = random_bytes(size_t{6} << 20, 7);  // 6 MiB of F32
+  w.add_tensor("big", dtype::F32, {static_cast<int64_t>(big.size() / 4 / 1024), 1024}, big);
+  w.add_tensor("small", dtype::Q8_0, {32, 3}, random_bytes(102, 8));
+  const fs::path path = dir.path / "big.gguf";
+  std::string error;
+  ASSERT_TRUE(w.write(path.string(), &error)) << error;
+
+  auto mapped = gguf_file::open(path.string(), &error);
+  ASSERT_NE(mapped, nullptr) << error;
+  auto copied = gguf_file::open(path.string(), &error, file_memory::huge_pages);
+  ASSERT_NE(copied, nullptr) << error;
+  EXPECT_EQ(mapped->memory(), file_memory::mapped);
+  EXPECT_EQ(copied->memory(), file_memory::huge_pages);
+  EXPECT_EQ(mapped->huge_page_bytes(), 0u);
+  EXPECT_EQ(copied->size_bytes(), fs::file_size(path));
+  EXPECT_LE(copied->huge_page_bytes(), copied->size_bytes());
+  EXPECT_EQ(copied->keys(), mapped->keys());
+  EXPECT_EQ(copied->get_int("llama.block_count"), 1);
+  ASSERT_EQ(copied->tensors().size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& a = mapped->tensors()[i];
+    const auto& b = copied->tensors()[i];
+    EXPECT_EQ(b.name, a.name);
+    EXPECT_EQ(b.ne, a.ne);
+    ASSERT_EQ(b.n_bytes, a.n_bytes);
+    EXPECT_NE(b.data, a.data);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data) % 32, 0u);
+    EXPECT_EQ(std::memcmp(a.data, b.data, a.n_bytes), 0) << a.name;
+  }
+  EXPECT_EQ(std::memcmp(copied->find_tensor("big")->data, big.data(), big.size()), 0);
+
+  std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string modes((std::istreambuf_iterator<char>(thp)), std::istreambuf_iterator<char>());
+  if (!modes.empty() && modes.find("[never]") == std::string::npos) {
+    EXPECT_GE(copied->huge_page_bytes(), size_t{2} << 20) << "THP modes: " << modes;
+  }
+
+  // A truncated copy of the file: the same validation error either way, never a crash.
+  const std::vector<uint8_t> bytes = read_bytes(path);
+  const fs::path cut = dir.path / "cut.gguf";
+  {
+    std::ofstream o(cut, std::ios::binary);
+    o.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size() - 100));
+  }
+  std::string e1, e2;
+  EXPECT_EQ(gguf_file::open(cut.string(), &e1), nullptr);
+  EXPECT_EQ(gguf_file::open(cut.string(), &e2, file_memory::huge_pages), nullptr);
+  EXPECT_FALSE(e1.empty());
+  EXPECT_EQ(e1, e2);
+  EXPECT_EQ(gguf_file::open((dir.path / "missing.gguf").string(), &e2, file_memory::huge_pages), nullptr);
+  EXPECT_NE(e2.find("missing.gguf: cannot open"), std::string::npos) << e2;
+}
+
 TEST(GgufTest, WriterHonoursAlignmentAndRejectsBadTensors) {
   gw::test::temp_dir dir("gguf");
   std::string error;
