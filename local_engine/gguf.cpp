@@ -485,24 +485,15 @@ std::unique_ptr<gguf_file> gguf_file::open(const std::string& path, std::string*
     if (error) *error = path + ": file is empty (at byte 0)";
     return nullptr;
   }
-  void* map = MAP_FAILED;
   size_t map_size = size;
   size_t huge_bytes = 0;
-  if (memory == file_memory::huge_pages) {
-    std::string read_error;
-    map = read_into_huge_pages(fd, size, &map_size, &huge_bytes, &read_error);
-    if (map == MAP_FAILED) {
-      ::close(fd);
-      if (error) *error = path + ": " + read_error;
-      return nullptr;
-    }
-  } else {
-    map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  }
-  const int map_errno = errno;
+  std::string map_error;
+  void* map = memory == file_memory::huge_pages ? read_into_huge_pages(fd, size, &map_size, &huge_bytes, &map_error)
+                                                : mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (map == MAP_FAILED && map_error.empty()) map_error = std::string("cannot map: ") + std::strerror(errno);
   ::close(fd);
   if (map == MAP_FAILED) {
-    if (error) *error = path + ": cannot map: " + std::strerror(map_errno);
+    if (error) *error = path + ": " + map_error;
     return nullptr;
   }
   std::unique_ptr<gguf_file> f(new gguf_file());

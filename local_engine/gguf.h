@@ -37,7 +37,8 @@ enum class file_memory {
   // Read into anonymous memory advised for transparent huge pages (2 MiB pages). Generation
   // streams every weight byte once per token; with 4 KiB pages that is one TLB miss per 4 KiB
   // (480,000 per token for a 1.9 GB model) and the hardware prefetchers restart at every page:
-  // qwen2.5-0.5b F32 decode is ~25-45 % faster (bench/RESULTS.md). Costs one read of the file at
+  // qwen2.5-0.5b F32 decode went from 15.4-16.0 to 23.7-23.9 tok/s on the 2-core dev machine
+  // (bench/RESULTS.md). Costs one read of the file at
   // load and memory that is not shared with other processes. Where the kernel's transparent huge
   // pages are off, the copy still works on 4 KiB pages (huge_page_bytes() then says 0).
   huge_pages,
